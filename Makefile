@@ -1,0 +1,57 @@
+# AnyCompany Support: `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := .cache/uv/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Values for the local run command only; production reads real ones from the environment.
+RUN_ENV := DEBUG=true CHAT_MODEL=demo
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(UV):
+	@python=$$(scripts/find-python) && "$$python" -m venv .cache/uv && .cache/uv/bin/pip install --quiet --disable-pip-version-check "uv==0.13.9"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	@python=$$(scripts/find-python) && $(UV) sync --frozen --python "$$python"
+	@touch $@
+
+install: $(VENV)/.synced ## Create the virtualenv and install the locked dependencies (no-op when up to date)
+
+run: install ## Set up and serve the app on http://127.0.0.1:8000 (SQLite, demo model, demo data)
+	$(RUN_ENV) $(PY) manage.py migrate --no-input
+	$(RUN_ENV) $(PY) manage.py reset_demo_data --if-empty
+	@echo "Open http://127.0.0.1:8000 and choose 'Sign in as a demo customer'."
+	$(RUN_ENV) $(PY) manage.py runserver --noreload 127.0.0.1:8000
+
+test: install ## Set up PostgreSQL, Redis and Chromium, then run lint, types, migrations check and every test
+	scripts/with-services $(MAKE) --no-print-directory check
+
+check: install ## Lint, type-check, migrations check and the test suite, against whatever DATABASE_URL/REDIS_URL say
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	DEBUG=true $(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+fmt: install ## Format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+lock: | $(UV) ## Re-resolve dependencies into uv.lock
+	@python=$$(scripts/find-python) && $(UV) lock --python "$$python"
+
+synth: install ## Synthesize the CloudFormation templates offline into infra/cdk.out
+	cd infra && JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 ../$(PY) app.py
+
+bench: install ## Run the benchmarks under bench/ (see bench/README.md)
+	scripts/with-services $(PY) bench/run.py
+
+clean: ## Remove the virtualenv, caches and the local SQLite database
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache staticfiles db.sqlite3 infra/cdk.out
+
+.PHONY: help install run test check fmt lock synth bench clean

@@ -1,0 +1,301 @@
+"""Settings for AnyCompany Support, read from the environment.
+
+Development and production differ only in values: every variable is documented in
+``.env.example`` and in the README's configuration table.
+"""
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from anycompany.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Core -------------------------------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "insecure-development-key-only" if DEBUG else None)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "orders",
+    "chat",
+]
+
+MIDDLEWARE = [
+    # First, so load balancer probes (which use the task's IP as Host) are answered before
+    # host validation and the HTTPS redirect.
+    "anycompany.health.HealthCheckMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "anycompany.urls"
+TEST_RUNNER = "anycompany.test_runner.PytestTestRunner"
+ASGI_APPLICATION = "anycompany.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "anycompany.context_processors.site",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+
+
+def _database() -> dict[str, object]:
+    url = env_str("DATABASE_URL", "")
+    if url:
+        config = database_from_url("DATABASE_URL", url)
+    elif env_str("DB_HOST", ""):
+        # On ECS the RDS secret's fields arrive as separate variables; the password never
+        # appears in a task definition's plain environment.
+        config = {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": env_str("DB_HOST"),
+            "PORT": str(env_int("DB_PORT", 5432, minimum=1)),
+            "NAME": env_str("DB_NAME", "anycompany"),
+            "USER": env_str("DB_USER"),
+            "PASSWORD": env_str("DB_PASSWORD"),
+            "OPTIONS": {"sslmode": env_str("DB_SSLMODE", "require")},
+        }
+    else:
+        config = database_from_url("DATABASE_URL", "sqlite:///db.sqlite3")
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        name = Path(str(config["NAME"]))
+        config["NAME"] = name if name.is_absolute() else BASE_DIR / name
+        # SQLite serialises writers; a busy timeout turns "database is locked" into a short wait.
+        config["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    else:
+        # Persistent connections: each turn runs on an executor thread that keeps its
+        # connection, so the number of connections is bounded by the executor size.
+        config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+        config["CONN_HEALTH_CHECKS"] = True
+        # ChannelsLiveServerTestCase and pytest-django agree on the test database name.
+        config["TEST"] = {"NAME": f"test_{config['NAME']}"}
+    return config
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channels ---------------------------------------------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL", "")
+# Group sends over capacity are dropped silently; the database is the source of truth and
+# the layer only a wake-up signal, but a generous capacity keeps live streaming smooth.
+CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # redis-py's defaults (100 connections, 5 s socket timeout) collide
+                        # with channels-redis's 5 s blocking pop under load.
+                        "max_connections": env_int("REDIS_MAX_CONNECTIONS", 1000, minimum=1),
+                        "socket_timeout": 15,
+                        "socket_connect_timeout": 5,
+                        "health_check_interval": 30,
+                    }
+                ],
+                "capacity": CHANNEL_LAYER_CAPACITY,
+                "expiry": 60,
+                "group_expiry": 86400,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": CHANNEL_LAYER_CAPACITY, "expiry": 60},
+        }
+    }
+
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "anycompany",
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# --- Auth -------------------------------------------------------------------------------------
+
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat:home"
+LOGOUT_REDIRECT_URL = "login"
+# Dev-only: a page that signs in as any demo customer without a password.
+DEMO_LOGIN_ENABLED = env_bool("DEMO_LOGIN_ENABLED", DEBUG)
+if DEMO_LOGIN_ENABLED and not DEBUG:
+    raise ImproperlyConfigured("DEMO_LOGIN_ENABLED may only be true when DEBUG is true.")
+
+# --- Internationalisation, static and media ---------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "media/"
+MEDIA_ROOT = BASE_DIR / "media"
+
+AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME", "")
+if AWS_STORAGE_BUCKET_NAME:
+    _s3_options = {
+        "bucket_name": AWS_STORAGE_BUCKET_NAME,
+        "custom_domain": env_str("AWS_S3_CUSTOM_DOMAIN", "") or None,
+        "querystring_auth": False,
+        "file_overwrite": False,
+    }
+    STORAGES = {
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {**_s3_options, "location": "media", "querystring_auth": True},
+        },
+        "staticfiles": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            # The bucket blocks public access, so static URLs are signed like media ones.
+            "OPTIONS": {
+                **_s3_options,
+                "location": "static",
+                "file_overwrite": True,
+                "querystring_auth": True,
+            },
+        },
+    }
+else:
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {
+            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+        },
+    }
+
+# --- Security ---------------------------------------------------------------------------------
+
+# Behind the load balancer TLS ends there; the tasks only accept traffic from it.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 12, minimum=60)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Scripts only from our own origin: model text can never become executable.
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+    "base-uri": ["'none'"],
+    "object-src": ["'none'"],
+}
+
+# --- Logging ----------------------------------------------------------------------------------
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR (got {LOG_LEVEL!r})."
+    )
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"botocore": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}
+
+# --- Chat and the model -----------------------------------------------------------------------
+
+CHAT_MODEL = env_str("CHAT_MODEL", "demo")
+if CHAT_MODEL not in {"demo", "bedrock"}:
+    raise ImproperlyConfigured(f"CHAT_MODEL must be 'demo' or 'bedrock' (got {CHAT_MODEL!r}).")
+BEDROCK_MODEL_ID = env_str("BEDROCK_MODEL_ID", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+BEDROCK_TEMPERATURE = env_float("BEDROCK_TEMPERATURE", 0.0, minimum=0.0)
+BEDROCK_TOP_K = env_int("BEDROCK_TOP_K", 10, minimum=0)
+BEDROCK_MAX_TOKENS = env_int("BEDROCK_MAX_TOKENS", 4096, minimum=1)
+BEDROCK_PROMPT_CACHING = env_bool("BEDROCK_PROMPT_CACHING", False)
+BEDROCK_GUARDRAIL_ID = env_str("BEDROCK_GUARDRAIL_ID", "")
+BEDROCK_GUARDRAIL_VERSION = env_str("BEDROCK_GUARDRAIL_VERSION", "")
+if bool(BEDROCK_GUARDRAIL_ID) != bool(BEDROCK_GUARDRAIL_VERSION):
+    raise ImproperlyConfigured(
+        "Set both BEDROCK_GUARDRAIL_ID and BEDROCK_GUARDRAIL_VERSION, or neither."
+    )
+BEDROCK_CONNECT_TIMEOUT = env_float("BEDROCK_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+BEDROCK_READ_TIMEOUT = env_float("BEDROCK_READ_TIMEOUT", 60.0, minimum=1.0)
+BEDROCK_MAX_ATTEMPTS = env_int("BEDROCK_MAX_ATTEMPTS", 3, minimum=1)
+
+# Turns run on a dedicated executor so a slow model call never blocks another socket.
+CHAT_MAX_CONCURRENT_TURNS = env_int("CHAT_MAX_CONCURRENT_TURNS", 32, minimum=1)
+CHAT_MAX_MODEL_CALLS_PER_TURN = env_int("CHAT_MAX_MODEL_CALLS_PER_TURN", 8, minimum=1)
+CHAT_TURN_DEADLINE_SECONDS = env_float("CHAT_TURN_DEADLINE_SECONDS", 120.0, minimum=1.0)
+CHAT_MESSAGE_MAX_CHARS = env_int("CHAT_MESSAGE_MAX_CHARS", 4000, minimum=1)
+CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 20, minimum=1)
+CHAT_DAILY_TOKEN_BUDGET = env_int("CHAT_DAILY_TOKEN_BUDGET", 500_000, minimum=0)

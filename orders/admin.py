@@ -1,0 +1,100 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from orders.models import Customer, Order, OrderEvent
+from orders.services import Actor, OrderNotCancellable, OrderNotFound, order_cancel
+
+
+class OrderInline(admin.TabularInline):
+    model = Order
+    fields = ("id", "product", "quantity", "unit_price", "status", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "email", "phone", "username", "user")
+    search_fields = ("id", "name", "email", "phone", "username")
+    raw_id_fields = ("user",)
+    inlines = [OrderInline]
+
+
+class OrderEventInline(admin.TabularInline):
+    model = OrderEvent
+    fields = (
+        "created_at",
+        "kind",
+        "actor_kind",
+        "actor_user",
+        "actor_customer",
+        "conversation_id",
+        "detail",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ("id", "customer", "product", "quantity", "unit_price", "status", "updated_at")
+    list_filter = ("status",)
+    search_fields = ("id", "customer__id", "customer__name", "customer__email")
+    list_select_related = ("customer",)
+    raw_id_fields = ("customer",)
+    # Status changes go through the audited service (the action below), never a form field.
+    readonly_fields = ("status", "created_at", "updated_at")
+    actions = ["cancel_selected"]
+    inlines = [OrderEventInline]
+
+    @admin.action(
+        description="Cancel selected orders (only Processing ones)", permissions=["change"]
+    )
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        actor = Actor.for_staff(request.user)  # type: ignore[arg-type]
+        cancelled, refused = [], []
+        for order in queryset.select_related("customer"):
+            try:
+                order_cancel(customer=order.customer, order_id=order.id, actor=actor)
+                cancelled.append(order.id)
+            except (OrderNotCancellable, OrderNotFound):
+                refused.append(order.id)
+        if cancelled:
+            self.message_user(
+                request,
+                f"Cancelled {len(cancelled)} order(s): {', '.join(cancelled)}.",
+                messages.SUCCESS,
+            )
+        if refused:
+            self.message_user(
+                request,
+                f"Not cancelled (no longer Processing): {', '.join(refused)}.",
+                messages.WARNING,
+            )
+
+
+@admin.register(OrderEvent)
+class OrderEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "order", "kind", "actor_kind", "actor_user", "conversation_id")
+    list_filter = ("kind", "actor_kind")
+    search_fields = ("order__id", "conversation_id")
+    list_select_related = ("order", "actor_user")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

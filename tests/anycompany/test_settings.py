@@ -1,0 +1,117 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from anycompany.env import database_from_url, env_bool, env_int, env_list
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "a-production-like-secret-key-with-plenty-of-entropy-7f3a9c2e1b8d4f6a0e5c",
+    "ALLOWED_HOSTS": "support.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://support.example.com",
+    "DATABASE_URL": "postgres://app:secret@db.internal:5432/anycompany?sslmode=require",
+    "REDIS_URL": "rediss://cache.internal:6379/0",
+    "AWS_STORAGE_BUCKET_NAME": "anycompany-support-assets",
+    "CHAT_MODEL": "bedrock",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in PRODUCTION and not k.startswith(("DB_", "DJANGO_", "SECURE_"))
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_deploy_with_production_values_reports_no_warnings() -> None:
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_a_missing_secret_key_is_named_at_start_up() -> None:
+    env = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
+    result = run_manage("check", env=env)
+    assert result.returncode != 0
+    assert "Set the environment variable SECRET_KEY." in result.stderr
+
+
+def test_a_bad_boolean_is_named_at_start_up() -> None:
+    result = run_manage("check", env={**PRODUCTION, "DEBUG": "maybe"})
+    assert "DEBUG must be true or false (got 'maybe')." in result.stderr
+
+
+def test_demo_sign_in_is_refused_in_production() -> None:
+    result = run_manage("check", env={**PRODUCTION, "DEMO_LOGIN_ENABLED": "true"})
+    assert "DEMO_LOGIN_ENABLED may only be true when DEBUG is true." in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1", True), ("TRUE", True), ("yes", True), ("off", False), ("0", False)]
+)
+def test_env_bool_accepts_the_usual_spellings(
+    monkeypatch: pytest.MonkeyPatch, raw: str, expected: bool
+) -> None:
+    monkeypatch.setenv("SOME_FLAG", raw)
+    assert env_bool("SOME_FLAG", not expected) is expected
+
+
+def test_env_int_names_the_variable_and_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOME_COUNT", "ten")
+    with pytest.raises(ImproperlyConfigured, match="SOME_COUNT must be a whole number"):
+        env_int("SOME_COUNT", 1)
+    monkeypatch.setenv("SOME_COUNT", "0")
+    with pytest.raises(ImproperlyConfigured, match="SOME_COUNT must be at least 1"):
+        env_int("SOME_COUNT", 1, minimum=1)
+
+
+def test_env_list_splits_and_trims(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOME_HOSTS", " a.example.com, ,b.example.com ")
+    assert env_list("SOME_HOSTS") == ["a.example.com", "b.example.com"]
+
+
+def test_database_urls_for_postgres_and_sqlite() -> None:
+    pg = database_from_url("DATABASE_URL", "postgres://app:p%40ss@db:6543/shop?sslmode=require")
+    assert pg == {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "shop",
+        "USER": "app",
+        "PASSWORD": "p@ss",
+        "HOST": "db",
+        "PORT": "6543",
+        "OPTIONS": {"sslmode": "require"},
+    }
+    assert database_from_url("DATABASE_URL", "sqlite:///db.sqlite3")["NAME"] == "db.sqlite3"
+    with pytest.raises(
+        ImproperlyConfigured, match="DATABASE_URL must start with sqlite:// or postgres://"
+    ):
+        database_from_url("DATABASE_URL", "mysql://db/shop")
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL needs a database name"):
+        database_from_url("DATABASE_URL", "postgres://db:5432/")
+
+
+def test_manage_py_test_runs_the_pytest_suite() -> None:
+    result = run_manage(
+        "test",
+        "tests/anycompany/test_settings.py::test_env_list_splits_and_trims",
+        env={"DEBUG": "true"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout

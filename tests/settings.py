@@ -1,0 +1,16 @@
+"""The project's settings with test-friendly defaults for variables the environment leaves unset."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+from anycompany.settings import *  # noqa: F403
+from anycompany.settings import STORAGES
+
+# Tests render templates without running collectstatic first.
+STORAGES = {
+    **STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
