@@ -4,7 +4,9 @@ Development and production differ only in values: every variable is documented i
 ``.env.example`` and in the README's configuration table.
 """
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -179,6 +181,80 @@ DEMO_LOGIN_ENABLED = env_bool("DEMO_LOGIN_ENABLED", DEBUG)
 if DEMO_LOGIN_ENABLED and not DEBUG:
     raise ImproperlyConfigured("DEMO_LOGIN_ENABLED may only be true when DEBUG is true.")
 
+# Sign-in through Amazon Cognito (anycompany/cognito.py): off unless COGNITO_CLIENT_ID is set.
+_COGNITO_VARIABLES = (
+    "COGNITO_REGION",
+    "COGNITO_USER_POOL_ID",
+    "COGNITO_CLIENT_ID",
+    "COGNITO_CLIENT_SECRET",
+    "COGNITO_DOMAIN",
+)
+
+
+def _cognito() -> dict[str, str] | None:
+    values = {name: env_str(name, "").strip() for name in _COGNITO_VARIABLES}
+    if not values["COGNITO_CLIENT_ID"]:
+        for name, value in values.items():
+            if value:
+                raise ImproperlyConfigured(
+                    f"{name} is set but COGNITO_CLIENT_ID is not: set all of "
+                    f"{', '.join(_COGNITO_VARIABLES)} to sign in through Cognito, or none."
+                )
+        return None
+    for name, value in values.items():
+        if not value:
+            raise ImproperlyConfigured(
+                f"Set the environment variable {name} (COGNITO_CLIENT_ID is set, so sign-in "
+                "goes through Cognito)."
+            )
+    region, pool = values["COGNITO_REGION"], values["COGNITO_USER_POOL_ID"]
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", region):
+        raise ImproperlyConfigured(f"COGNITO_REGION must be an AWS region (got {region!r}).")
+    # A pool id starts with its region; a mismatch would fail every sign-in's issuer check.
+    if not re.fullmatch(rf"{re.escape(region)}_[0-9A-Za-z]+", pool):
+        raise ImproperlyConfigured(
+            f"COGNITO_USER_POOL_ID must be a pool id in COGNITO_REGION, {region}_… (got {pool!r})."
+        )
+    domain = urlsplit(values["COGNITO_DOMAIN"])
+    if domain.scheme != "https" or not domain.hostname or domain.path.strip("/") or domain.query:
+        raise ImproperlyConfigured(
+            "COGNITO_DOMAIN must be the user pool domain as https://host, without a path "
+            f"(got {values['COGNITO_DOMAIN']!r})."
+        )
+    values["COGNITO_DOMAIN"] = f"https://{domain.netloc}"
+    return values
+
+
+_cognito_env = _cognito()
+COGNITO_ENABLED = _cognito_env is not None
+if _cognito_env is not None:
+    AUTHENTICATION_BACKENDS = ["anycompany.cognito.CognitoBackend", *AUTHENTICATION_BACKENDS]
+    COGNITO_DOMAIN = _cognito_env["COGNITO_DOMAIN"]
+    COGNITO_ISSUER = (
+        f"https://cognito-idp.{_cognito_env['COGNITO_REGION']}.amazonaws.com/"
+        f"{_cognito_env['COGNITO_USER_POOL_ID']}"
+    )
+    OIDC_RP_CLIENT_ID = _cognito_env["COGNITO_CLIENT_ID"]
+    OIDC_RP_CLIENT_SECRET = _cognito_env["COGNITO_CLIENT_SECRET"]
+    OIDC_OP_AUTHORIZATION_ENDPOINT = f"{COGNITO_DOMAIN}/oauth2/authorize"
+    OIDC_OP_TOKEN_ENDPOINT = f"{COGNITO_DOMAIN}/oauth2/token"
+    # Required by mozilla-django-oidc but not called: the claims come from the verified ID token.
+    OIDC_OP_USER_ENDPOINT = f"{COGNITO_DOMAIN}/oauth2/userInfo"
+    OIDC_OP_JWKS_ENDPOINT = f"{COGNITO_ISSUER}/.well-known/jwks.json"
+    OIDC_OP_LOGOUT_URL_METHOD = "anycompany.cognito.logout_url"
+    # The library's defaults are HS256, no PKCE, the secret in the form body and no timeout.
+    OIDC_RP_SIGN_ALGO = "RS256"
+    OIDC_RP_SCOPES = "openid email"
+    OIDC_USE_NONCE = True
+    OIDC_USE_PKCE = True
+    OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+    OIDC_TOKEN_USE_BASIC_AUTH = True
+    OIDC_TIMEOUT = 10
+    OIDC_ALLOW_UNSECURED_JWT = False
+    OIDC_STORE_ACCESS_TOKEN = False
+    OIDC_STORE_ID_TOKEN = False
+    LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?error=cognito"
+
 # --- Internationalisation, static and media ---------------------------------------------------
 
 LANGUAGE_CODE = "en-us"
@@ -277,6 +353,8 @@ LOGGING = {
 CHAT_MODEL = env_str("CHAT_MODEL", "demo")
 if CHAT_MODEL not in {"demo", "bedrock"}:
     raise ImproperlyConfigured(f"CHAT_MODEL must be 'demo' or 'bedrock' (got {CHAT_MODEL!r}).")
+# A pause between the demo model's streamed chunks, so streaming is visible in the browser.
+CHAT_DEMO_DELAY_SECONDS = env_float("CHAT_DEMO_DELAY_SECONDS", 0.0, minimum=0.0)
 BEDROCK_MODEL_ID = env_str("BEDROCK_MODEL_ID", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")
 BEDROCK_TEMPERATURE = env_float("BEDROCK_TEMPERATURE", 0.0, minimum=0.0)
 BEDROCK_TOP_K = env_int("BEDROCK_TOP_K", 10, minimum=0)
@@ -289,7 +367,8 @@ if bool(BEDROCK_GUARDRAIL_ID) != bool(BEDROCK_GUARDRAIL_VERSION):
         "Set both BEDROCK_GUARDRAIL_ID and BEDROCK_GUARDRAIL_VERSION, or neither."
     )
 BEDROCK_CONNECT_TIMEOUT = env_float("BEDROCK_CONNECT_TIMEOUT", 5.0, minimum=0.1)
-BEDROCK_READ_TIMEOUT = env_float("BEDROCK_READ_TIMEOUT", 60.0, minimum=1.0)
+# Per socket read (streams send chunks often); attempts times this stays under the turn deadline.
+BEDROCK_READ_TIMEOUT = env_float("BEDROCK_READ_TIMEOUT", 30.0, minimum=1.0)
 BEDROCK_MAX_ATTEMPTS = env_int("BEDROCK_MAX_ATTEMPTS", 3, minimum=1)
 
 # Turns run on a dedicated executor so a slow model call never blocks another socket.
