@@ -49,7 +49,7 @@ synth: install ## Synthesize the CloudFormation templates offline into infra/cdk
 	cd infra && JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 ../$(PY) app.py
 
 bench: install ## Run the benchmarks under bench/ (see bench/README.md)
-	scripts/with-services $(PY) bench/run.py
+	scripts/with-services sh -c '$(PY) bench/turns.py && $(PY) bench/channel_layer.py'
 
 clean: ## Remove the virtualenv, caches and the local SQLite database
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache staticfiles db.sqlite3 infra/cdk.out
