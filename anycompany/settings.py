@@ -320,14 +320,18 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
 # Scripts only from our own origin: model text can never become executable.
+# Static files come from the bucket when one is configured (signed URLs, the bucket is private);
+# the sign-out form's redirect goes to Cognito's logout page.
+_static_host = env_str("AWS_S3_CUSTOM_DOMAIN", "") or f"{AWS_STORAGE_BUCKET_NAME}.s3.amazonaws.com"
+_STATIC_ORIGINS = [f"https://{_static_host}"] if AWS_STORAGE_BUCKET_NAME else []
 SECURE_CSP = {
     "default-src": ["'self'"],
-    "script-src": ["'self'"],
-    "style-src": ["'self'"],
-    "img-src": ["'self'", "data:"],
+    "script-src": ["'self'", *_STATIC_ORIGINS],
+    "style-src": ["'self'", *_STATIC_ORIGINS],
+    "img-src": ["'self'", "data:", *_STATIC_ORIGINS],
     "connect-src": ["'self'"],
     "frame-ancestors": ["'none'"],
-    "form-action": ["'self'"],
+    "form-action": ["'self'", *([COGNITO_DOMAIN] if COGNITO_ENABLED else [])],
     "base-uri": ["'none'"],
     "object-src": ["'none'"],
 }

@@ -1,0 +1,1 @@
+"""AWS infrastructure for AnyCompany Support, as a CDK v2 app."""
