@@ -1,0 +1,220 @@
+"""Conversations as the model saw them.
+
+``Message.content`` holds the raw Converse content blocks (including the model's
+``<thinking>`` text, tool calls and tool results) so a conversation can be replayed to the
+model exactly and audited later; what the customer sees is derived from it on display.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from orders.models import Customer
+
+
+class ConversationStatus(models.TextChoices):
+    WITH_BOT = "with_bot", "With the assistant"
+    WAITING_FOR_AGENT = "waiting_for_agent", "Waiting for a support agent"
+    WITH_AGENT = "with_agent", "With a support agent"
+    RESOLVED = "resolved", "Resolved"
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    # The customer whose data the assistant may read in this conversation, fixed at start.
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="conversations")
+    status = models.CharField(
+        max_length=32, choices=ConversationStatus.choices, default=ConversationStatus.WITH_BOT
+    )
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # The seq of the newest message; bumped under a row lock so seqs never repeat or skip.
+    last_seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=ConversationStatus.values),
+                name="conversation_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.id}"
+
+
+class TurnState(models.TextChoices):
+    RUNNING = "running"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class Turn(models.Model):
+    """One customer message and everything the assistant did to answer it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    state = models.CharField(max_length=32, choices=TurnState.choices, default=TurnState.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    # When the turn's loop last made progress; a turn "running" long past the turn deadline
+    # since then was killed by a restart.
+    active_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=32, blank=True)
+    error_kind = models.CharField(max_length=32, blank=True)
+    client_message_id = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_message_id"],
+                condition=~models.Q(client_message_id=""),
+                name="turn_client_message_id_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=TurnState.values), name="turn_state_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "active_at"], name="turn_state_active_at")]
+
+    def __str__(self) -> str:
+        return f"Turn {self.id} ({self.state})"
+
+
+class MessageRole(models.TextChoices):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class MessageKind(models.TextChoices):
+    CUSTOMER = "customer", "Customer text (may carry tool results too)"
+    TOOL_RESULTS = "tool_results", "Tool results"
+    ASSISTANT = "assistant", "Assistant"
+    STAFF = "staff", "Support staff"
+    NOTICE = "notice", "Notice from the app"
+
+
+# Kinds that are part of the conversation the model sees; notices are for the customer only.
+MODEL_KINDS = (MessageKind.CUSTOMER, MessageKind.TOOL_RESULTS, MessageKind.ASSISTANT)
+
+
+class Message(models.Model):
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    turn = models.ForeignKey(
+        Turn, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    seq = models.PositiveIntegerField()
+    role = models.CharField(max_length=16, choices=MessageRole.choices)
+    kind = models.CharField(max_length=16, choices=MessageKind.choices)
+    content = models.JSONField(default=list)
+    client_message_id = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "seq"], name="message_seq_unique"),
+            models.UniqueConstraint(
+                fields=["conversation", "client_message_id"],
+                condition=~models.Q(client_message_id=""),
+                name="message_client_message_id_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(role__in=MessageRole.values), name="message_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=MessageKind.values), name="message_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.kind}"
+
+
+class ModelCall(models.Model):
+    """One request to the model: what it cost and how long it took."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="model_calls"
+    )
+    turn = models.ForeignKey(
+        Turn, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_calls"
+    )
+    model_id = models.CharField(max_length=200)
+    stop_reason = models.CharField(max_length=64, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} ({self.stop_reason or self.error or 'no stop reason'})"
+
+
+class PendingActionState(models.TextChoices):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    # The customer wrote about something else instead of deciding.
+    EXPIRED = "expired"
+
+
+class PendingAction(models.Model):
+    """A tool call that waits for the customer's yes in the app before it runs."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="actions")
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="actions")
+    tool_use_id = models.CharField(max_length=100)
+    tool_name = models.CharField(max_length=64)
+    tool_input = models.JSONField(default=dict)
+    # The toolResult blocks of the same assistant message, in order; the pending one's slot (and
+    # those of the calls waiting behind it) are null until the customer decides.
+    results = models.JSONField(default=list)
+    # That message's toolUse blocks, so the calls waiting behind this one can run afterwards.
+    tool_uses = models.JSONField(default=list)
+    summary = models.CharField(max_length=300)
+    state = models.CharField(
+        max_length=16, choices=PendingActionState.choices, default=PendingActionState.PENDING
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            # Roles must alternate: the model waits on one decision at a time.
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=models.Q(state="pending"),
+                name="pending_action_one_open_per_conversation",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=PendingActionState.values),
+                name="pending_action_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.summary} ({self.state})"
