@@ -33,7 +33,9 @@ from anycompany_infra.network import BEDROCK_INVOKE_ACTIONS, NetworkStack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-MIGRATE_COMMAND = "python manage.py migrate --no-input"
+# Each deploy also closes turns that a replaced task left unfinished (only ones idle for longer
+# than a turn can run, so turns still running on old tasks are left alone).
+MIGRATE_COMMAND = "python manage.py migrate --no-input && python manage.py recover_turns"
 DEMO_DATA_COMMAND = f"{MIGRATE_COMMAND} && python manage.py reset_demo_data --if-empty"
 
 MIN_TASKS = 2

@@ -211,7 +211,11 @@ def test_migrations_run_as_a_one_off_task_with_the_command_as_an_output(
 ) -> None:
     template = synthesis.template(SERVICE)
     command = _container(synthesis, "MigrateTask")["Command"]
-    assert command == ["sh", "-c", "python manage.py migrate --no-input"]
+    assert command == [
+        "sh",
+        "-c",
+        "python manage.py migrate --no-input && python manage.py recover_turns",
+    ]
     assert "Command" not in _container(synthesis, "WebTask")
     output = json.dumps(template["Outputs"]["MigrateCommand"]["Value"])
     assert "aws ecs run-task" in output
