@@ -1,0 +1,271 @@
+"""Runs turns off the event loop and carries their events to every open tab.
+
+A turn blocks for as long as the model takes, so it runs on a dedicated thread pool, never on
+the event loop nor on Channels' shared ``thread_sensitive`` thread (which would queue every
+socket of the process behind one slow turn). Its events travel through the channel layer group
+of the conversation, so every tab of the customer, in any process, sees them.
+
+The layer is at-most-once. Stored messages therefore travel only as a small "wake" carrying
+their seq, and each consumer reads what it has not sent yet from the database: a dropped wake
+delays a message until the next wake or reconnect, it never loses one. Deltas and status lines
+are sent as they are; losing one only makes the stream less smooth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
+
+WAKE = "chat.wake"
+EVENT = "chat.event"
+METRICS_INTERVAL_SECONDS = 60.0
+
+Emit = Callable[[dict[str, Any]], None]
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+# asyncio keeps only weak references to tasks; these must outlive the socket that started them.
+_turn_tasks: set[asyncio.Task[Any]] = set()
+_open_websockets = 0
+_reporters: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+
+def group_name(conversation_id: object) -> str:
+    return f"conversation.{conversation_id}"
+
+
+def turn_executor() -> ThreadPoolExecutor:
+    """The process's turn pool, created on first use with ``CHAT_MAX_CONCURRENT_TURNS`` threads."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=settings.CHAT_MAX_CONCURRENT_TURNS, thread_name_prefix="chat-turn"
+            )
+        return _executor
+
+
+def _run_with_fresh_connection(job: Callable[[], Any]) -> Any:
+    # The pool's threads live long; treat each job like a request so connections past
+    # CONN_MAX_AGE or broken by a database restart are replaced.
+    close_old_connections()
+    try:
+        return job()
+    finally:
+        close_old_connections()
+
+
+def group_message(event: dict[str, Any]) -> dict[str, Any]:
+    """What travels through the layer for one service event."""
+    if event.get("type") == "message" and isinstance(event.get("seq"), int):
+        return {"type": WAKE, "seq": event["seq"]}
+    return {"type": EVENT, "event": event}
+
+
+class GroupEmitter:
+    """An ``emit`` callable for a turn's worker thread that forwards events in order.
+
+    Each event is handed to the event loop (``call_soon_threadsafe`` keeps their order) and a
+    single task sends them to the group one after another, so the worker never waits on Redis
+    and a delta never overtakes the one before it.
+    """
+
+    def __init__(
+        self, *, loop: asyncio.AbstractEventLoop, layer: Any, group: str, channel: str | None = None
+    ) -> None:
+        self._loop = loop
+        self._layer = layer
+        self._group = group
+        self._channel = channel
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+        except RuntimeError:
+            # The loop is gone (process shutting down): the turn is still stored.
+            logger.warning("Dropped a %s event: the event loop is closed.", event.get("type"))
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def drain(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            for event in coalesce([event for event in batch if event is not None]):
+                try:
+                    if event.get("type") == "error" and self._channel:
+                        # "Your message was not accepted" concerns the tab that sent it only.
+                        await self._layer.send(self._channel, group_message(event))
+                    else:
+                        await self._layer.group_send(self._group, group_message(event))
+                except Exception:
+                    # The layer is best effort; the database keeps every stored message.
+                    logger.exception(
+                        "Could not send a %s event to %s.", event.get("type"), self._group
+                    )
+            if batch[-1] is None:
+                return
+
+
+def coalesce(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merges back-to-back deltas of one turn, and back-to-back wakes.
+
+    While the layer is slow, events queue up; sending them as fewer, larger messages keeps a
+    process's shared inbound queue under the layer's capacity instead of overflowing it.
+    """
+    merged: list[dict[str, Any]] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and event.get("type") == last.get("type") == "delta"
+            and event.get("turn") == last.get("turn")
+        ):
+            merged[-1] = {**last, "text": last["text"] + event["text"]}
+        elif (
+            last is not None
+            and event.get("type") == last.get("type") == "message"
+            and group_message(event)["type"] == group_message(last)["type"] == WAKE
+        ):
+            merged[-1] = event if event["seq"] > last["seq"] else last
+        else:
+            merged.append(event)
+    return merged
+
+
+FAILED_EVENT = {
+    "type": "error",
+    "text": "Sorry, something went wrong on our side. Please try again.",
+    "retryable": True,
+}
+
+
+async def _run_turn(
+    job: Callable[..., Any],
+    *,
+    layer: Any,
+    group: str,
+    channel: str | None,
+    on_done: Callable[[Any], Any] | None,
+) -> Any:
+    loop = asyncio.get_running_loop()
+    emitter = GroupEmitter(loop=loop, layer=layer, group=group, channel=channel)
+    sender = asyncio.create_task(emitter.drain())
+    result: Any = None
+    try:
+        result = await loop.run_in_executor(
+            turn_executor(), partial(_run_with_fresh_connection, partial(job, emit=emitter))
+        )
+    except Exception:
+        logger.exception("A turn failed unexpectedly in %s.", group)
+        emitter(dict(FAILED_EVENT))
+    finally:
+        emitter.close()
+        await sender
+    if on_done is not None:
+        await on_done(result)
+    return result
+
+
+def start_turn(
+    job: Callable[..., Any],
+    *,
+    layer: Any,
+    group: str,
+    channel: str | None = None,
+    on_done: Callable[[Any], Any] | None = None,
+) -> asyncio.Task[Any]:
+    """Runs ``job(emit=...)`` on the turn pool as a task that outlives the socket.
+
+    ``job`` is a blocking chat service call (``turn_submit``, ``action_decide``). The task is
+    deliberately not tied to the consumer: when the socket drops mid-turn, the turn still
+    completes and is stored, and other tabs still see it. "error" events go to ``channel``
+    (the socket that asked) only. ``on_done`` gets the job's result.
+    """
+    task = asyncio.create_task(
+        _run_turn(job, layer=layer, group=group, channel=channel, on_done=on_done)
+    )
+    _turn_tasks.add(task)
+    task.add_done_callback(_turn_tasks.discard)
+    return task
+
+
+async def turns_settled() -> None:
+    """Waits for the turns started on this loop (tests and graceful shutdown)."""
+    loop = asyncio.get_running_loop()
+    mine = [task for task in _turn_tasks if task.get_loop() is loop]
+    if mine:
+        await asyncio.gather(*mine, return_exceptions=True)
+
+
+# --- Metrics for autoscaling ------------------------------------------------------------------
+
+
+def websocket_opened() -> None:
+    global _open_websockets
+    _open_websockets += 1
+    _ensure_reporter()
+
+
+def websocket_closed() -> None:
+    global _open_websockets
+    _open_websockets = max(0, _open_websockets - 1)
+
+
+def metrics() -> dict[str, int]:
+    return {
+        "open_websockets": _open_websockets,
+        "turns_in_flight": sum(1 for task in _turn_tasks if not task.done()),
+    }
+
+
+def write_metrics(stream: IO[str] | None = None) -> None:
+    """One JSON line per metric on stdout, which the log driver ships as is."""
+    out = stream or sys.stdout
+    for name, value in metrics().items():
+        out.write(json.dumps({"metric": name, "value": value}) + "\n")
+    out.flush()
+
+
+async def report_metrics(
+    interval: float = METRICS_INTERVAL_SECONDS, stream: IO[str] | None = None
+) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        write_metrics(stream)
+
+
+def _ensure_reporter() -> None:
+    loop = asyncio.get_running_loop()
+    task = _reporters.get(loop)
+    if task is None or task.done():
+        for stale in [other for other in _reporters if other.is_closed()]:
+            del _reporters[stale]
+        _reporters[loop] = loop.create_task(report_metrics())
+
+
+def turn_executor_shutdown() -> None:
+    """Lets running turns finish, then stops the pool (graceful shutdown and tests).
+
+    The next turn creates a new pool. The finished threads' database connections close with them.
+    """
+    global _executor
+    with _executor_lock:
+        executor, _executor = _executor, None
+    if executor is not None:
+        executor.shutdown(wait=True)

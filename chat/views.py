@@ -1,0 +1,74 @@
+"""The customer's pages: their conversations, a new one, the chat itself, and the demo sign-in."""
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from chat import services
+from orders.models import Customer
+from orders.services import customer_login_ensure
+
+
+def _has_customer(user: Any) -> bool:
+    return Customer.objects.filter(user_id=user.pk).exists()
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    if not _has_customer(request.user):
+        return render(request, "chat/no_customer.html")
+    conversations = services.conversation_list(user=request.user)
+    return render(request, "chat/home.html", {"conversations": conversations})
+
+
+@login_required
+@require_POST
+def conversation_new(request: HttpRequest) -> HttpResponse:
+    if not _has_customer(request.user):
+        return render(request, "chat/no_customer.html", status=403)
+    conversation = services.conversation_start(user=request.user)
+    return redirect("chat:conversation", conversation_id=conversation.pk)
+
+
+@login_required
+def conversation(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    if not _has_customer(request.user):
+        return render(request, "chat/no_customer.html")
+    try:
+        found = services.conversation_get(user=request.user, conversation_id=conversation_id)
+    except services.ConversationNotFound:
+        raise Http404("No such conversation.") from None
+    events = services.events_since(conversation=found, after_seq=0)
+    config = {
+        "websocketPath": f"/ws/conversations/{found.pk}/",
+        "maxChars": settings.CHAT_MESSAGE_MAX_CHARS,
+        "events": events,
+    }
+    return render(request, "chat/conversation.html", {"conversation": found, "chat_config": config})
+
+
+@require_http_methods(["GET", "POST"])
+def demo_login(request: HttpRequest) -> HttpResponse:
+    """Development only: sign in as any demo customer without a password."""
+    if not settings.DEMO_LOGIN_ENABLED:
+        raise Http404("Demo sign-in is turned off.")
+    if request.method == "POST":
+        customer = get_object_or_404(Customer, pk=request.POST.get("customer", ""))
+        try:
+            user = customer_login_ensure(customer=customer)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+            return redirect("demo_login")
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("chat:home")
+    customers = Customer.objects.annotate(order_count=Count("orders")).order_by("name")
+    return render(request, "chat/demo_login.html", {"customers": customers})
