@@ -5,6 +5,7 @@ Development and production differ only in values: every variable is documented i
 """
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from anycompany.env import (
     database_from_url,
     env_bool,
+    env_decimal,
     env_float,
     env_int,
     env_list,
@@ -382,3 +384,22 @@ CHAT_TURN_DEADLINE_SECONDS = env_float("CHAT_TURN_DEADLINE_SECONDS", 120.0, mini
 CHAT_MESSAGE_MAX_CHARS = env_int("CHAT_MESSAGE_MAX_CHARS", 4000, minimum=1)
 CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 20, minimum=1)
 CHAT_DAILY_TOKEN_BUDGET = env_int("CHAT_DAILY_TOKEN_BUDGET", 500_000, minimum=0)
+
+# --- Backoffice -------------------------------------------------------------------------------
+
+# Conversations whose last activity is older than this many days are deleted by
+# `manage.py purge_conversations` (0 keeps them forever). Orders and their audit trail stay.
+CONVERSATION_RETENTION_DAYS = env_int("CONVERSATION_RETENTION_DAYS", 365, minimum=0)
+# US dollars per million tokens, for the cost estimates in the admin and the dashboard only.
+BEDROCK_PRICE_INPUT_PER_MTOK = env_decimal(
+    "BEDROCK_PRICE_INPUT_PER_MTOK", Decimal("3.00"), minimum=Decimal(0)
+)
+BEDROCK_PRICE_OUTPUT_PER_MTOK = env_decimal(
+    "BEDROCK_PRICE_OUTPUT_PER_MTOK", Decimal("15.00"), minimum=Decimal(0)
+)
+BEDROCK_PRICE_CACHE_READ_PER_MTOK = env_decimal(
+    "BEDROCK_PRICE_CACHE_READ_PER_MTOK", Decimal("0.30"), minimum=Decimal(0)
+)
+BEDROCK_PRICE_CACHE_WRITE_PER_MTOK = env_decimal(
+    "BEDROCK_PRICE_CACHE_WRITE_PER_MTOK", Decimal("3.75"), minimum=Decimal(0)
+)

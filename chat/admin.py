@@ -1,16 +1,38 @@
 """Read-only views of conversations for staff: what was said, what the model did, what it cost.
 
-Nothing here changes a conversation; a backoffice that acts on them goes through
-``chat.services`` like the customer's own socket does.
+Nobody (superusers included) adds, edits or deletes a transcript here: conversations are an
+audit record, removed only by the retention command (``purge_conversations``). Acting on a
+conversation goes through ``chat.services`` like the customer's own socket does.
 """
 
+import re
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef, Q, QuerySet, TextField
+from django.db.models.functions import Cast
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
 
-from chat.models import Conversation, Message, ModelCall, PendingAction
-from chat.services import message_event
+from chat import charts
+from chat.dashboard import (
+    Dashboard,
+    DateRangeForm,
+    Period,
+    cancellation_q,
+    dashboard,
+    escalated_q,
+    estimated_cost,
+    model_error_q,
+    with_metrics,
+)
+from chat.export import conversations_csv, conversations_json
+from chat.models import Conversation, Feedback, FeedbackScore, Message, ModelCall, PendingAction
+from chat.transcript import build_transcript
+from orders.models import OrderEvent
 
 
 class ReadOnlyMixin:
@@ -24,36 +46,248 @@ class ReadOnlyMixin:
         return False
 
 
-class MessageInline(ReadOnlyMixin, admin.TabularInline):
-    model = Message
-    fields = ("seq", "created_at", "kind", "role", "shown_to_customer", "content")
-    readonly_fields = fields
-    ordering = ("seq",)
-    extra = 0
-
-    @admin.display(description="Shown to the customer")
-    def shown_to_customer(self, message: Message) -> str:
-        event = message_event(message)
-        return event["text"] if event else "—"
+# --- Filters ------------------------------------------------------------------------------------
 
 
-class PendingActionInline(ReadOnlyMixin, admin.TabularInline):
-    model = PendingAction
-    fields = ("created_at", "summary", "state", "decided_at", "decided_by")
-    readonly_fields = fields
-    extra = 0
+class YesNoFilter(admin.SimpleListFilter):
+    condition: Q
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(self.get_condition())
+        if self.value() == "no":
+            return queryset.exclude(self.get_condition())
+        return queryset
+
+    def get_condition(self) -> Q:
+        raise NotImplementedError
+
+
+class EscalatedFilter(YesNoFilter):
+    title = "escalated to a person"
+    parameter_name = "escalated"
+
+    def get_condition(self) -> Q:
+        return escalated_q()
+
+
+class CancellationFilter(YesNoFilter):
+    title = "contains a cancellation"
+    parameter_name = "cancellation"
+
+    def get_condition(self) -> Q:
+        return cancellation_q()
+
+
+class ModelErrorFilter(YesNoFilter):
+    title = "had a model error"
+    parameter_name = "model_error"
+
+    def get_condition(self) -> Q:
+        return model_error_q()
+
+
+class FeedbackFilter(admin.SimpleListFilter):
+    title = "feedback"
+    parameter_name = "feedback"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("up", "Thumbs up"), ("down", "Thumbs down"), ("none", "No feedback")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        rated = Feedback.objects.filter(conversation=OuterRef("pk"))
+        if self.value() == "up":
+            return queryset.filter(Exists(rated.filter(score=FeedbackScore.UP)))
+        if self.value() == "down":
+            return queryset.filter(Exists(rated.filter(score=FeedbackScore.DOWN)))
+        if self.value() == "none":
+            return queryset.exclude(Exists(rated))
+        return queryset
+
+
+# --- Conversations ------------------------------------------------------------------------------
+
+# What an order id looks like in a search box: one word, no spaces.
+_ORDER_ID = re.compile(r"[\w-]{1,32}")
 
 
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("__str__", "customer", "owner", "status", "last_seq", "updated_at")
-    list_filter = ("status",)
+    list_display = (
+        "__str__",
+        "customer",
+        "status",
+        "created_at",
+        "updated_at",
+        "messages",
+        "tool_calls",
+        "tokens",
+        "cost",
+        "escalated",
+        "feedback",
+        "errors",
+    )
+    list_filter = (
+        "status",
+        ("created_at", admin.DateFieldListFilter),
+        EscalatedFilter,
+        CancellationFilter,
+        ModelErrorFilter,
+        FeedbackFilter,
+    )
     search_fields = ("id", "title", "customer__id", "customer__name", "customer__email")
-    list_select_related = ("customer", "owner")
-    date_hierarchy = "updated_at"
-    fields = ("id", "title", "customer", "owner", "status", "created_at", "updated_at", "last_seq")
+    search_help_text = (
+        "Customer name, email or id, conversation title or id, or an order id used in a tool call."
+    )
+    list_select_related = ("customer",)
+    date_hierarchy = "created_at"
+    fields = (
+        "id",
+        "title",
+        "customer",
+        "owner",
+        "status",
+        "created_at",
+        "updated_at",
+        "escalated_at",
+    )
     readonly_fields = fields
-    inlines = [MessageInline, PendingActionInline]
+    change_form_template = "admin/chat/conversation/change_form.html"
+    actions = ["export_json", "export_csv"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        return with_metrics(super().get_queryset(request).select_related("customer", "owner"))
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
+    ) -> tuple[QuerySet[Conversation], bool]:
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if not _ORDER_ID.fullmatch(term):
+            return results, may_have_duplicates
+        # An order id appears as a JSON string in tool inputs and results ("order_id": "37129"),
+        # never quoted like that in what people type.
+        in_tool_call = Message.objects.annotate(text=Cast("content", TextField())).filter(
+            conversation=OuterRef("pk"), text__icontains=f'"{term}"'
+        )
+        in_audit_trail = OrderEvent.objects.filter(conversation_id=OuterRef("pk"), order_id=term)
+        return (
+            queryset.filter(
+                Q(pk__in=results.values("pk")) | Q(Exists(in_tool_call)) | Q(Exists(in_audit_trail))
+            ),
+            may_have_duplicates,
+        )
+
+    @admin.display(description="Messages", ordering="last_seq")
+    def messages(self, conversation: Conversation) -> int:
+        return conversation.last_seq
+
+    @admin.display(description="Tool calls", ordering="n_tool_calls")
+    def tool_calls(self, conversation: Any) -> int:
+        return int(conversation.n_tool_calls)
+
+    @admin.display(description="Tokens (in / out / cached)")
+    def tokens(self, conversation: Any) -> str:
+        cached = conversation.tokens_cache_read + conversation.tokens_cache_write
+        return f"{conversation.tokens_input:,} / {conversation.tokens_output:,} / {cached:,}"
+
+    @admin.display(description="Est. cost")
+    def cost(self, conversation: Any) -> str:
+        return f"${conversation_cost(conversation):.4f}"
+
+    @admin.display(description="Escalated", boolean=True, ordering="is_escalated")
+    def escalated(self, conversation: Any) -> bool:
+        return bool(conversation.is_escalated)
+
+    @admin.display(description="Feedback")
+    def feedback(self, conversation: Any) -> str:
+        up, down = conversation.n_feedback_up, conversation.n_feedback_down
+        if not up and not down:
+            return "—"
+        return f"👍 {up} · 👎 {down}"
+
+    @admin.display(description="Errors", ordering="n_errors")
+    def errors(self, conversation: Any) -> int:
+        return int(conversation.n_errors)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            context["transcript"] = conversation_transcript(obj)
+            context["totals"] = {
+                "cost": conversation_cost(obj),
+                "cached": obj.tokens_cache_read + obj.tokens_cache_write,
+            }
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # --- Export
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("chat.export_conversations")
+
+    @admin.action(description="Export selected conversations as JSON", permissions=["export"])
+    def export_json(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> StreamingHttpResponse:
+        return _download(conversations_json(_plain(queryset)), "json", "application/json")
+
+    @admin.action(description="Export selected conversations as CSV", permissions=["export"])
+    def export_csv(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> StreamingHttpResponse:
+        return _download(conversations_csv(_plain(queryset)), "csv", "text/csv; charset=utf-8")
+
+
+def _plain(queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    # The export reads its own rows; the list's per-row subqueries would only slow it down.
+    return Conversation.objects.filter(pk__in=queryset.values("pk"))
+
+
+def _download(chunks: Any, extension: str, content_type: str) -> StreamingHttpResponse:
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response = StreamingHttpResponse(chunks, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="conversations-{stamp}.{extension}"'
+    return response
+
+
+def conversation_cost(conversation: Any) -> Decimal:
+    return estimated_cost(
+        input_tokens=conversation.tokens_input,
+        output_tokens=conversation.tokens_output,
+        cache_read_tokens=conversation.tokens_cache_read,
+        cache_write_tokens=conversation.tokens_cache_write,
+    )
+
+
+def conversation_transcript(conversation: Conversation) -> list[Any]:
+    """The transcript of one conversation, in five queries whatever its length."""
+    return build_transcript(
+        messages=list(Message.objects.filter(conversation_id=conversation.pk).order_by("seq")),
+        model_calls=list(ModelCall.objects.filter(conversation_id=conversation.pk)),
+        actions=list(
+            PendingAction.objects.filter(conversation_id=conversation.pk).select_related(
+                "decided_by"
+            )
+        ),
+        order_events=list(
+            OrderEvent.objects.filter(conversation_id=conversation.pk).select_related(
+                "order", "actor_user", "actor_customer"
+            )
+        ),
+        feedback=list(
+            Feedback.objects.filter(conversation_id=conversation.pk).select_related("user")
+        ),
+    )
 
 
 @admin.register(ModelCall)
@@ -86,3 +320,122 @@ class ModelCallAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "error",
     )
     readonly_fields = fields
+
+
+# --- Dashboard ----------------------------------------------------------------------------------
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.0f}%"
+
+
+def _dollars(value: float) -> str:
+    return f"${value:.4f}"
+
+
+def dashboard_view(request: HttpRequest) -> HttpResponse:
+    """The support leads' dashboard (wrapped by ``admin.site.admin_view`` in the URLconf)."""
+    if not request.user.has_perm("chat.view_dashboard"):
+        raise PermissionDenied
+    form = DateRangeForm(request.GET or None)
+    context: dict[str, Any] = {
+        **admin.site.each_context(request),
+        "title": "Support dashboard",
+        "form": form,
+    }
+    period = None
+    if not form.is_bound:
+        period = Period.last_days()
+        form = DateRangeForm(initial={"start": period.start, "end": period.end})
+        context["form"] = form
+    elif form.is_valid():
+        period = Period(start=form.cleaned_data["start"], end=form.cleaned_data["end"])
+    if period is not None:
+        data = dashboard(period)
+        context["data"] = data
+        context["kpis"] = dashboard_figures(data)
+        context["charts"] = {
+            "per_day": charts.bar_chart(
+                chart_id="per-day",
+                title="Conversations per day",
+                description=(
+                    f"{data.conversations} conversations started between {period.start} and "
+                    f"{period.end}; the table below lists each day."
+                ),
+                points=[(day.strftime("%b %d"), n) for day, n in data.per_day],
+                label=lambda value: f"{value:.0f}",
+            ),
+            "cost_per_day": charts.bar_chart(
+                chart_id="cost-per-day",
+                title="Estimated model cost per day (USD)",
+                description=(
+                    "Estimated cost of the model calls made each day, "
+                    f"{data.usage.cost:.4f} USD in total."
+                ),
+                points=[(day.strftime("%b %d"), float(cost)) for day, cost in data.cost_per_day],
+                label=_dollars,
+            ),
+            "rates": charts.bar_chart(
+                chart_id="rates",
+                title="Escalations, tool errors and thumbs up",
+                description=(
+                    "Share of conversations escalated, of tool results that were errors, "
+                    "and of ratings that were thumbs up."
+                ),
+                points=[
+                    ("Escalated", data.escalated_share or 0.0),
+                    ("Tool errors", data.tool_error_rate or 0.0),
+                    ("Thumbs up", data.thumbs_up_share or 0.0),
+                ],
+                label=_percent,
+                max_value=1.0,
+            ),
+            "latency": charts.bar_chart(
+                chart_id="latency",
+                title="Model latency (ms)",
+                description="Median and 95th percentile latency of successful model calls.",
+                points=[("p50", data.latency_p50 or 0.0), ("p95", data.latency_p95 or 0.0)],
+                label=lambda value: f"{value:,.0f} ms",
+            ),
+        }
+    return TemplateResponse(request, "admin/chat/dashboard.html", context)
+
+
+def _share(value: float | None, part: int, whole: int, noun: str) -> str:
+    if value is None:
+        return f"no {noun}"
+    return f"{_percent(value)} ({part} of {whole})"
+
+
+def dashboard_figures(data: Dashboard) -> list[tuple[str, str]]:
+    """The dashboard's headline numbers as (label, text) pairs."""
+    usage = data.usage
+    tokens = usage.per_conversation(usage.tokens)
+    cost = usage.per_conversation(usage.cost)
+    latency = (
+        f"{data.latency_p50:,.0f} ms / {data.latency_p95:,.0f} ms ({data.latency_calls} calls)"
+        if data.latency_p50 is not None and data.latency_p95 is not None
+        else "no model calls"
+    )
+    return [
+        ("Conversations", str(data.conversations)),
+        (
+            "Escalated to a person",
+            _share(data.escalated_share, data.escalated, data.conversations, "conversations"),
+        ),
+        ("Orders cancelled through the assistant", str(data.cancellations)),
+        (
+            "Tool error rate",
+            _share(data.tool_error_rate, data.tool_errors, data.tool_results, "tool results"),
+        ),
+        (
+            "Tokens per conversation",
+            f"{tokens:,.0f} ({usage.tokens:,} in total)" if tokens is not None else "—",
+        ),
+        (
+            "Estimated cost per conversation",
+            f"${cost:.4f} (${usage.cost:.4f} in total)" if cost is not None else "—",
+        ),
+        ("Model latency p50 / p95", latency),
+        ("Thumbs up", _share(data.thumbs_up_share, data.thumbs_up, data.ratings, "ratings")),
+    ]

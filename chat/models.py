@@ -35,9 +35,16 @@ class Conversation(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # The seq of the newest message; bumped under a row lock so seqs never repeat or skip.
     last_seq = models.PositiveIntegerField(default=0)
+    # When the conversation first went to a person; stays set after it is resolved.
+    escalated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-updated_at"]
+        permissions = [
+            ("reply_conversation", "Can join a conversation and reply to the customer"),
+            ("view_dashboard", "Can view the support dashboard"),
+            ("export_conversations", "Can export conversations"),
+        ]
         indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
         constraints = [
             models.CheckConstraint(
@@ -218,3 +225,37 @@ class PendingAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.summary} ({self.state})"
+
+
+class FeedbackScore(models.IntegerChoices):
+    UP = 1, "Helpful"
+    DOWN = -1, "Not helpful"
+
+
+FEEDBACK_COMMENT_MAX_CHARS = 1000
+
+
+class Feedback(models.Model):
+    """A customer's thumbs up or down on an assistant reply; one per person and reply."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="feedback"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    score = models.SmallIntegerField(choices=FeedbackScore.choices)
+    comment = models.TextField(max_length=FEEDBACK_COMMENT_MAX_CHARS, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="feedback_one_per_user"),
+            models.CheckConstraint(
+                condition=models.Q(score__in=FeedbackScore.values), name="feedback_score_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_score_display()} on #{self.message_id}"

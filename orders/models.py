@@ -52,6 +52,8 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-created_at", "id"]
+        # Staff cancel through the audited service (the admin action), never by editing fields.
+        permissions = [("cancel_order", "Can cancel an order through the audited action")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(quantity__gt=0), name="order_quantity_positive"

@@ -160,14 +160,15 @@ def customer_login_ensure(*, customer: Customer, password: str | None = None) ->
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
         user = customer.user
         if user is None:
-            user, _ = User.objects.get_or_create(username=customer.username)
+            user, created = User.objects.get_or_create(username=customer.username)
             if Customer.objects.filter(user=user).exclude(pk=customer.pk).exists():
                 raise ValidationError(
                     f"The username {customer.username!r} belongs to another customer's login."
                 )
             first, _, last = customer.name.partition(" ")
             user.first_name, user.last_name, user.email = first, last, customer.email
-            if password is None and not user.has_usable_password():
+            # A new user's empty password is "usable" to Django; make it explicitly unusable.
+            if password is None and created:
                 user.set_unusable_password()
             customer.user = user
             customer.save(update_fields=["user"])

@@ -54,3 +54,12 @@ def test_without_a_terminal_it_asks_for_the_environment_variable(
     monkeypatch.delenv("CUSTOMER_LOGIN_PASSWORD", raising=False)
     with pytest.raises(CommandError, match="CUSTOMER_LOGIN_PASSWORD"):
         call_command("create_customer_login", "márcia_oliveria@example.com", verbosity=0)
+
+
+def test_without_a_password_the_login_cannot_sign_in_with_one(marcia: Customer) -> None:
+    call_command(
+        "create_customer_login", "márcia_oliveria@example.com", "--no-password", verbosity=0
+    )
+    marcia.refresh_from_db()
+    assert marcia.user is not None
+    assert not marcia.user.has_usable_password()

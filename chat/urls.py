@@ -1,0 +1,16 @@
+from django.urls import path
+
+from chat import feedback_views, views
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("conversations/new/", views.conversation_new, name="conversation_new"),
+    path("conversations/<uuid:conversation_id>/", views.conversation, name="conversation"),
+    path(
+        "conversations/<uuid:conversation_id>/messages/<int:seq>/feedback/",
+        feedback_views.message_feedback,
+        name="message_feedback",
+    ),
+]
