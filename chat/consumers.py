@@ -4,12 +4,15 @@ Client frames (JSON objects):
     {"type": "send", "text": str, "client_message_id": str}
     {"type": "decide", "action_id": str, "approve": bool}
     {"type": "resume", "after_seq": int}        # the last seq the client has shown
+    {"type": "handoff"}                         # "Talk to a person"
     {"type": "ping"}
 Server frames are the chat service's events (see ``chat.services``) plus
     {"type": "error", "code": str, "text": str, "retryable": bool}   # a refused frame
     {"type": "submitted", "client_message_id": str, "accepted": bool}  # turn over, or a repeat
     {"type": "decided", "action_id": str, "accepted": bool}  # likewise after a decision
+    {"type": "handoff_requested", "accepted": bool}  # False: a person was already asked
     {"type": "pong"}
+and ``chat.handoff``'s {"type": "handoff", "status", "agent_name", …} when a person joins or leaves.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 
-from chat import limits, realtime, services
+from chat import handoff, limits, realtime, services
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
-FRAME_TYPES = ("send", "decide", "resume", "ping")
+FRAME_TYPES = ("send", "decide", "resume", "handoff", "ping")
 CLIENT_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -188,14 +192,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.start_send(frame)
         elif frame.type == "decide":
             await self.start_decide(frame)
+        elif frame.type == "handoff":
+            await self.start_handoff()
 
     # --- Turns --------------------------------------------------------------------------------
 
     async def limits_allow(self) -> bool:
         try:
-            await _db(limits.turn_allowed)(
-                user_id=self.scope["user"].pk, customer_id=self.conversation.customer_id
-            )
+            if await _db(handoff.conversation_held)(conversation_id=self.conversation.pk):
+                # No model runs while a person has the conversation: the token budget is moot.
+                await _db(limits.rate_limit_hit)(user_id=self.scope["user"].pk)
+            else:
+                await _db(limits.turn_allowed)(
+                    user_id=self.scope["user"].pk, customer_id=self.conversation.customer_id
+                )
         except limits.LimitExceeded as refused:
             await self.send_json(
                 {
@@ -266,6 +276,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
             on_done=reply,
         )
 
+    async def start_handoff(self) -> None:
+        requested = await realtime.run_step(
+            partial(
+                refusals_as_errors,
+                handoff.handoff_request,
+                conversation=self.conversation,
+                user=self.scope["user"],
+                reason="",
+            ),
+            layer=self.channel_layer,
+            group=self.group,
+            channel=self.channel_name,
+        )
+        if not self.counted:
+            return
+        await self.send_stored()
+        await self.send_json({"type": "handoff_requested", "accepted": bool(requested)})
+
     # --- Relaying -----------------------------------------------------------------------------
 
     async def send_stored(self, after_seq: int | None = None) -> None:
@@ -291,10 +319,30 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_stored()
 
     async def chat_event(self, message: dict[str, Any]) -> None:
-        await self.send_json(message["event"])
+        event = message["event"]
+        if event.get("type") == "handoff":
+            # Which staff account holds the conversation is none of the customer's business.
+            event = {key: value for key, value in event.items() if key != "agent_id"}
+        await self.send_json(event)
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content))
+
+
+def refusals_as_errors(job: Any, /, *, emit: Any, **kwargs: Any) -> Any:
+    """Runs a handoff step; a refusal becomes an "error" event for the socket that asked."""
+    try:
+        return job(emit=emit, **kwargs)
+    except handoff.HandoffRefused as refused:
+        code, text = refused.code, refused.text
+    except PermissionDenied:
+        code, text = "forbidden", "You are not allowed to do that."
+    except services.ConversationNotFound:
+        code, text = "not_found", "This conversation is not available."
+    except ValueError as invalid:
+        code, text = "invalid", str(invalid)
+    emit({"type": "error", "code": code, "text": text, "retryable": False})
+    return None
 
 
 def _query_int(scope: dict[str, Any], name: str) -> int | None:

@@ -10,7 +10,8 @@ unchanged.
 Like Claude with the app's system prompt, it thinks inside ``<thinking>`` and answers inside
 ``<reply>``. It carries what it is working on from one turn to the next in its own thinking
 ("Goal: cancel", "Offer: orders"), since the messages are all it sees. Every reply starts with
-``[Demo model]`` so nobody mistakes it for the real assistant.
+``[Demo model]`` so nobody mistakes it for the real assistant. Asked for a person ("I want to
+talk to a person"), it calls ``request_human_agent``.
 
 It rejects requests that Bedrock would reject (roles not alternating, a toolUse without its
 toolResult), so tests played against it catch history bugs too.
@@ -50,6 +51,13 @@ _NO = re.compile(r"^\s*(?:no|nope|n|don'?t|do not|keep it)\b[\s\w,.!']*$", re.IG
 _GREETING = re.compile(
     r"^\s*(?:hi|hello|hey|good (?:morning|afternoon|evening))\b|\bhelp\b", re.IGNORECASE
 )
+_PERSON = re.compile(
+    r"\b(?:talk|speak|chat|connect)\w*\b.*\b(?:person|human|agent|someone|somebody|"
+    r"representative|staff)\b|\b(?:real|actual) (?:person|human)\b|\bhuman agent\b",
+    re.IGNORECASE,
+)
+# What a support agent wrote, as the app stores it in the customer's turn.
+_STAFF_NOTE = re.compile(r"^\[Support agent[^\]\n]*\]: ")
 _THANKS = re.compile(r"\bthanks?\b|\bthank you\b", re.IGNORECASE)
 _GOAL = re.compile(r"Goal: (\w+)")
 _OFFER = re.compile(r"Offer: (\w+)")
@@ -205,6 +213,13 @@ def _decide(messages: list[dict[str, Any]]) -> _Decision:
 def _on_text(
     text: str, messages: list[dict[str, Any]], *, carried_goal: str, offer: str
 ) -> _Decision:
+    if _PERSON.search(text):
+        return _Decision(
+            thinking="The customer wants to talk to a person; I will ask the support team to join.",
+            tool="request_human_agent",
+            tool_input={"reason": " ".join(text.split())[:200]},
+        )
+
     own_goal = "cancel" if _CANCEL.search(text) else ""
     goal = own_goal or carried_goal
 
@@ -372,6 +387,20 @@ def _after_tool(result: _Result, text: str, messages: list[dict[str, Any]]) -> _
             thinking="The cancel failed.", reply=f"I couldn't cancel order {order_id}: {reason}"
         )
 
+    if result.name == "request_human_agent":
+        if result.status != "success":
+            return _Decision(
+                thinking="The support team could not be asked to join.",
+                reply=f"Sorry, I couldn't reach our support team: {data}",
+            )
+        return _Decision(
+            thinking="A person from the support team will join.",
+            reply=(
+                "I've asked a member of our support team to join this chat. "
+                "They'll reply here shortly."
+            ),
+        )
+
     if result.name == "get_user":
         key = str(result.tool_input.get("key", "details"))
         if result.status != "success":
@@ -484,8 +513,11 @@ def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _user_text(message: dict[str, Any]) -> str:
+    """The customer's own text in a user message (a support agent's notes left out)."""
     return "\n".join(
-        block["text"] for block in _blocks(message) if isinstance(block.get("text"), str)
+        block["text"]
+        for block in _blocks(message)
+        if isinstance(block.get("text"), str) and not _STAFF_NOTE.match(block["text"])
     ).strip()
 
 

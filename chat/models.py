@@ -37,6 +37,14 @@ class Conversation(models.Model):
     last_seq = models.PositiveIntegerField(default=0)
     # When the conversation first went to a person; stays set after it is resolved.
     escalated_at = models.DateTimeField(null=True, blank=True)
+    # The support agent holding the conversation while it is "with_agent".
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="conversations_held",
+    )
 
     class Meta:
         ordering = ["-updated_at"]
@@ -112,7 +120,13 @@ class MessageKind(models.TextChoices):
 
 
 # Kinds that are part of the conversation the model sees; notices are for the customer only.
-MODEL_KINDS = (MessageKind.CUSTOMER, MessageKind.TOOL_RESULTS, MessageKind.ASSISTANT)
+# Staff messages are user-role notes, so the model knows what a person told the customer.
+MODEL_KINDS = (
+    MessageKind.CUSTOMER,
+    MessageKind.TOOL_RESULTS,
+    MessageKind.ASSISTANT,
+    MessageKind.STAFF,
+)
 
 
 class Message(models.Model):
@@ -127,6 +141,10 @@ class Message(models.Model):
     kind = models.CharField(max_length=16, choices=MessageKind.choices)
     content = models.JSONField(default=list)
     client_message_id = models.CharField(max_length=100, blank=True, default="")
+    # Who wrote a staff message; empty for everything else.
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -259,3 +277,25 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_score_display()} on #{self.message_id}"
+
+
+class HandoffEvent(models.Model):
+    """One change of who answers a conversation (assistant, waiting, a person): who and when."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="handoff_events"
+    )
+    from_state = models.CharField(max_length=32, choices=ConversationStatus.choices)
+    to_state = models.CharField(max_length=32, choices=ConversationStatus.choices)
+    # Empty when the assistant asked for a person on the customer's behalf.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state} → {self.to_state}"

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 WAKE = "chat.wake"
 EVENT = "chat.event"
+# The staff inbox: one group for every open inbox page; told whenever a handoff changes.
+INBOX_GROUP = "inbox"
+INBOX_CHANGED = "inbox.changed"
 METRICS_INTERVAL_SECONDS = 60.0
 
 Emit = Callable[[dict[str, Any]], None]
@@ -113,6 +116,8 @@ class GroupEmitter:
                         await self._layer.send(self._channel, group_message(event))
                     else:
                         await self._layer.group_send(self._group, group_message(event))
+                    if event.get("type") == "handoff":
+                        await self._layer.group_send(INBOX_GROUP, {"type": INBOX_CHANGED})
                 except Exception:
                     # The layer is best effort; the database keeps every stored message.
                     logger.exception(
@@ -162,6 +167,7 @@ async def _run_turn(
     group: str,
     channel: str | None,
     on_done: Callable[[Any], Any] | None,
+    executor: ThreadPoolExecutor | None = None,
 ) -> Any:
     loop = asyncio.get_running_loop()
     emitter = GroupEmitter(loop=loop, layer=layer, group=group, channel=channel)
@@ -169,7 +175,7 @@ async def _run_turn(
     result: Any = None
     try:
         result = await loop.run_in_executor(
-            turn_executor(), partial(_run_with_fresh_connection, partial(job, emit=emitter))
+            executor, partial(_run_with_fresh_connection, partial(job, emit=emitter))
         )
     except Exception:
         logger.exception("A turn failed unexpectedly in %s.", group)
@@ -198,11 +204,30 @@ def start_turn(
     (the socket that asked) only. ``on_done`` gets the job's result.
     """
     task = asyncio.create_task(
-        _run_turn(job, layer=layer, group=group, channel=channel, on_done=on_done)
+        _run_turn(
+            job,
+            layer=layer,
+            group=group,
+            channel=channel,
+            on_done=on_done,
+            executor=turn_executor(),
+        )
     )
     _turn_tasks.add(task)
     task.add_done_callback(_turn_tasks.discard)
     return task
+
+
+async def run_step(
+    job: Callable[..., Any], *, layer: Any, group: str, channel: str | None = None
+) -> Any:
+    """Runs a short blocking service call (a handoff step) and sends its events like a turn's.
+
+    It runs on the loop's default pool, not the turn pool, so a staff reply never waits behind
+    the model; it is awaited, as it takes a few queries. An unexpected exception becomes a
+    generic "error" event and None.
+    """
+    return await _run_turn(job, layer=layer, group=group, channel=channel, on_done=None)
 
 
 async def turns_settled() -> None:

@@ -51,6 +51,7 @@ from chat.modelapi import ModelClient
 from chat.models import (
     MODEL_KINDS,
     Conversation,
+    ConversationStatus,
     Message,
     MessageKind,
     MessageRole,
@@ -167,11 +168,30 @@ _DISPLAY_ROLES = {
 }
 
 
+# A support agent's message as the model reads it: a user-role note naming the agent, so the
+# assistant knows what a person told the customer when it takes over again.
+_STAFF_NOTE = re.compile(r"^\[Support agent(?: (?P<name>[^\]\n]{1,150}))?\]: ")
+
+
+def staff_note(name: str, text: str) -> str:
+    """The stored text of a support agent's message to the customer."""
+    name = " ".join(name.replace("]", " ").split())
+    return f"[Support agent {name}]: {text}" if name else f"[Support agent]: {text}"
+
+
+def staff_note_parts(text: str) -> tuple[str, str]:
+    """The agent's name and the message of a stored ``staff_note``."""
+    match = _STAFF_NOTE.match(text)
+    if match is None:
+        return "", text
+    return match.group("name") or "", text[match.end() :]
+
+
 def message_event(message: Message) -> dict[str, Any] | None:
     """The "message" event for a stored message, or None when the customer sees nothing of it.
 
     Assistant messages show only their reply text (never thinking or tool calls); tool results
-    show nothing.
+    show nothing. Staff messages carry the agent's first name as "name".
     """
     role = _DISPLAY_ROLES.get(MessageKind(message.kind))
     if role is None:
@@ -181,9 +201,12 @@ def message_event(message: Message) -> dict[str, Any] | None:
         text = visible_text({"role": "assistant", "content": content})
     else:
         text = _texts(content)
+    name = None
+    if message.kind == MessageKind.STAFF:
+        name, text = staff_note_parts(text)
     if not text:
         return None
-    return {
+    event = {
         "type": "message",
         "seq": message.seq,
         "id": str(message.pk),
@@ -191,6 +214,9 @@ def message_event(message: Message) -> dict[str, Any] | None:
         "text": text,
         "created_at": message.created_at.isoformat(),
     }
+    if name is not None:
+        event["name"] = name
+    return event
 
 
 def conversation_messages_for_display(
@@ -231,6 +257,7 @@ class _NewMessage:
     kind: str
     content: list[dict[str, Any]]
     client_message_id: str = ""
+    author_id: int | None = None
 
 
 def _append(conversation_id: uuid.UUID, turn: Turn | None, new: list[_NewMessage]) -> list[Message]:
@@ -257,6 +284,7 @@ def _append(conversation_id: uuid.UUID, turn: Turn | None, new: list[_NewMessage
                     kind=item.kind,
                     content=item.content,
                     client_message_id=item.client_message_id,
+                    author_id=item.author_id,
                 )
             )
         Conversation.objects.filter(pk=conversation_id).update(
@@ -274,7 +302,8 @@ def _message_kind(message: dict[str, Any]) -> str:
 
 
 def _history(conversation_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The conversation as the model sees it (notices and staff notes left out)."""
+    """The conversation as the model sees it (notices left out; ``repair`` merges staff notes
+    into the customer's messages around them, so roles keep alternating)."""
     rows = Message.objects.filter(conversation_id=conversation_id, kind__in=MODEL_KINDS).order_by(
         "seq"
     )
@@ -538,6 +567,21 @@ def _resolved_event(action: PendingAction) -> dict[str, Any]:
 
 # --- Public turn API ----------------------------------------------------------------------------
 
+# While a person holds the conversation, customer messages are stored for them and no turn runs.
+HELD_STATUSES = (ConversationStatus.WAITING_FOR_AGENT, ConversationStatus.WITH_AGENT)
+
+
+def _accepted_before(conversation_id: uuid.UUID, client_message_id: str) -> bool:
+    # A turn for a message the assistant answered; a message alone while a person held it.
+    return (
+        Turn.objects.filter(
+            conversation_id=conversation_id, client_message_id=client_message_id
+        ).exists()
+        or Message.objects.filter(
+            conversation_id=conversation_id, client_message_id=client_message_id
+        ).exists()
+    )
+
 
 def turn_submit(
     *,
@@ -558,6 +602,9 @@ def turn_submit(
     If a cancellation is waiting for the customer, a typed yes/no (``typed_decision``) decides it
     here; any other text leaves the order alone. Either way the decision's tool result and the
     text go into the same user message, so roles keep alternating.
+
+    While a person holds the conversation (``HELD_STATUSES``, see ``chat.handoff``) the message
+    is only stored and shown; no turn runs until the agent hands the conversation back.
 
     ``client`` replaces the configured model (``chat.bedrock.get_model_client()``).
 
@@ -584,62 +631,81 @@ def turn_submit(
             },
         )
         return False
-    if Turn.objects.filter(
-        conversation_id=conversation.pk, client_message_id=client_message_id
-    ).exists():
+    if _accepted_before(conversation.pk, client_message_id):
         return False
 
-    tools = CustomerTools(customer=customer, conversation_id=conversation.pk)
+    tools = CustomerTools(customer=customer, conversation_id=conversation.pk, emit=emit)
     for stale in _stale_turns(conversation_id=conversation.pk):
         _recover_turn(stale.pk)
 
     resolved: PendingAction | None = None
     try:
+        held: list[Message] = []
         with transaction.atomic():
             locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-            if Turn.objects.filter(conversation_id=locked.pk, state=TurnState.RUNNING).exists():
-                _safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
-                return False
-            # Created first: a resend hits the unique constraint before anything else happens.
-            turn = Turn.objects.create(
-                conversation_id=locked.pk,
-                client_message_id=client_message_id,
-                active_at=timezone.now(),
-            )
-            sink = _StoringSink(conversation_id=locked.pk, turn=turn, emit=emit)
-            content: list[dict[str, Any]] = []
-            action = (
-                PendingAction.objects.select_for_update()
-                .filter(conversation_id=locked.pk, state=PendingActionState.PENDING)
-                .first()
-            )
-            if action is not None:
-                answer = _decide(
-                    action, decision=typed_decision(text), user=user, tools=tools, sink=sink
+            if locked.status in HELD_STATUSES:
+                # A person has the conversation: they read the message, the model stays silent.
+                held = _append(
+                    locked.pk,
+                    None,
+                    [
+                        _NewMessage(
+                            MessageRole.USER,
+                            MessageKind.CUSTOMER,
+                            [{"text": text}],
+                            client_message_id,
+                        )
+                    ],
                 )
-                content.extend(answer["content"])
-                Turn.objects.filter(pk=action.turn_id).update(
-                    state=TurnState.COMPLETED, ended_at=timezone.now()
+            else:
+                if Turn.objects.filter(conversation_id=locked.pk, state=TurnState.RUNNING).exists():
+                    _safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
+                    return False
+                # Created first: a resend hits the unique constraint before anything else happens.
+                turn = Turn.objects.create(
+                    conversation_id=locked.pk,
+                    client_message_id=client_message_id,
+                    active_at=timezone.now(),
                 )
-                resolved = action
-            content.append({"text": text})
-            stored = _append(
-                locked.pk,
-                turn,
-                [_NewMessage(MessageRole.USER, MessageKind.CUSTOMER, content, client_message_id)],
-            )
-            if not locked.title:
-                title = " ".join(text.split())
-                Conversation.objects.filter(pk=locked.pk).update(
-                    title=title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
+                sink = _StoringSink(conversation_id=locked.pk, turn=turn, emit=emit)
+                content: list[dict[str, Any]] = []
+                action = (
+                    PendingAction.objects.select_for_update()
+                    .filter(conversation_id=locked.pk, state=PendingActionState.PENDING)
+                    .first()
                 )
+                if action is not None:
+                    answer = _decide(
+                        action, decision=typed_decision(text), user=user, tools=tools, sink=sink
+                    )
+                    content.extend(answer["content"])
+                    Turn.objects.filter(pk=action.turn_id).update(
+                        state=TurnState.COMPLETED, ended_at=timezone.now()
+                    )
+                    resolved = action
+                content.append({"text": text})
+                stored = _append(
+                    locked.pk,
+                    turn,
+                    [
+                        _NewMessage(
+                            MessageRole.USER, MessageKind.CUSTOMER, content, client_message_id
+                        )
+                    ],
+                )
+                if not locked.title:
+                    title = " ".join(text.split())
+                    Conversation.objects.filter(pk=locked.pk).update(
+                        title=title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
+                    )
     except IntegrityError:
-        if Turn.objects.filter(
-            conversation_id=conversation.pk, client_message_id=client_message_id
-        ).exists():
+        if _accepted_before(conversation.pk, client_message_id):
             return False
         raise
 
+    if held:
+        _emit_messages(emit, held)
+        return True
     if resolved is not None:
         _safe_emit(emit, _resolved_event(resolved))
     _emit_messages(emit, stored)
@@ -678,7 +744,7 @@ def action_decide(
         key = action_id if isinstance(action_id, uuid.UUID) else uuid.UUID(str(action_id))
     except ValueError:
         return False
-    tools = CustomerTools(customer=customer, conversation_id=conversation.pk)
+    tools = CustomerTools(customer=customer, conversation_id=conversation.pk, emit=emit)
     with transaction.atomic():
         Conversation.objects.select_for_update().only("pk").get(pk=conversation.pk)
         action = (

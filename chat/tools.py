@@ -7,6 +7,7 @@ gives exactly the same "not found" as one that does not exist. Every rule lives 
 """
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from chat.agent import ToolOutcome
@@ -25,6 +26,15 @@ from orders.services import (
 )
 
 CANCELLED = "Cancelled the order"
+HANDOFF_REQUESTED = (
+    "A member of the support team has been asked to join and will reply in this chat. Tell the "
+    "customer a person will join shortly. You will not be called again until they hand the "
+    "conversation back."
+)
+HANDOFF_ALREADY = (
+    "A member of the support team is already on the way or in the chat; tell the customer a "
+    "person will reply here."
+)
 
 
 def order_payload(order: Order) -> dict[str, Any]:
@@ -65,9 +75,17 @@ def _not_cancellable(order: Order) -> ToolOutcome:
 class CustomerTools:
     """The ``chat.agent.Tools`` of one conversation with one signed-in customer."""
 
-    def __init__(self, *, customer: Customer, conversation_id: uuid.UUID) -> None:
+    def __init__(
+        self,
+        *,
+        customer: Customer,
+        conversation_id: uuid.UUID,
+        emit: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.customer = customer
         self.conversation_id = conversation_id
+        # Where the turn's live events go, so a handoff shows up in every tab and the inbox.
+        self.emit = emit
         self.specs: list[dict[str, Any]] = tool_specs()
 
     def needs_confirmation(self, name: str, tool_input: dict[str, Any]) -> bool:
@@ -94,6 +112,8 @@ class CustomerTools:
             return "Checking your account…"
         if name == "cancel_order":
             return f"Preparing to cancel order {_order_id(tool_input)}…"
+        if name == "request_human_agent":
+            return "Asking our support team to join…"
         return "Working on it…"
 
     def confirmation_text(self, name: str, tool_input: dict[str, Any]) -> str:
@@ -114,6 +134,8 @@ class CustomerTools:
             return self._get_customer_orders(str(tool_input["customer_id"]).strip())
         if name == "cancel_order":
             return self._cancel_unconfirmed(_order_id(tool_input))
+        if name == "request_human_agent":
+            return self._request_human_agent(str(tool_input.get("reason") or ""))
         return ToolOutcome("error", f"There is no tool called {name}.")
 
     def run_confirmed(self, name: str, tool_input: dict[str, Any]) -> ToolOutcome:
@@ -129,6 +151,29 @@ class CustomerTools:
         except OrderNotCancellable as exc:
             return _not_cancellable(exc.order)
         return ToolOutcome("success", {"result": CANCELLED, "order": order_payload(order)})
+
+    def _request_human_agent(self, reason: str) -> ToolOutcome:
+        # Imported here: chat.handoff builds on chat.services, which builds these tools.
+        from chat.handoff import HandoffRefused, handoff_request
+        from chat.models import Conversation
+
+        conversation = Conversation.objects.filter(
+            pk=self.conversation_id, customer_id=self.customer.pk
+        ).first()
+        if conversation is None:
+            return ToolOutcome("error", "This conversation cannot be handed to a person.")
+        try:
+            requested = handoff_request(
+                conversation=conversation,
+                user=None,
+                reason=reason,
+                emit=self.emit,
+            )
+        except HandoffRefused as refused:
+            return ToolOutcome("error", refused.text)
+        return ToolOutcome(
+            "success", {"result": HANDOFF_REQUESTED if requested else HANDOFF_ALREADY}
+        )
 
     def _get_user(self, key: str, value: str) -> ToolOutcome:
         if key not in LOOKUP_KEYS:

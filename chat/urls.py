@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import feedback_views, views
+from chat import feedback_views, staff_views, views
 
 app_name = "chat"
 
@@ -12,5 +12,11 @@ urlpatterns = [
         "conversations/<uuid:conversation_id>/messages/<int:seq>/feedback/",
         feedback_views.message_feedback,
         name="message_feedback",
+    ),
+    path("staff/inbox/", staff_views.inbox, name="staff_inbox"),
+    path(
+        "staff/conversations/<uuid:conversation_id>/",
+        staff_views.conversation,
+        name="staff_conversation",
     ),
 ]

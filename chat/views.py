@@ -10,10 +10,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from chat import services
+from chat import handoff, services
+from chat.models import Feedback
 from orders.models import Customer
 from orders.services import customer_login_ensure
 
@@ -48,10 +51,21 @@ def conversation(request: HttpRequest, conversation_id: uuid.UUID) -> HttpRespon
     except services.ConversationNotFound:
         raise Http404("No such conversation.") from None
     events = services.events_since(conversation=found, after_seq=0)
+    ratings = Feedback.objects.filter(conversation=found, user_id=found.owner_id).values_list(
+        "message__seq", "score", "comment"
+    )
     config = {
         "websocketPath": f"/ws/conversations/{found.pk}/",
         "maxChars": settings.CHAT_MESSAGE_MAX_CHARS,
         "events": events,
+        "status": found.status,
+        "agentName": handoff.agent_name(found.agent) if found.agent_id else "",
+        # The path for seq 0; the page puts the rated reply's seq in its place.
+        "feedbackPath": reverse("chat:message_feedback", args=[found.pk, 0]),
+        "feedback": {
+            str(seq): {"score": score, "comment": comment} for seq, score, comment in ratings
+        },
+        "csrfToken": get_token(request),
     }
     return render(request, "chat/conversation.html", {"conversation": found, "chat_config": config})
 

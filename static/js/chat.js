@@ -10,6 +10,8 @@ const connection = document.getElementById("connection");
 const form = document.getElementById("composer");
 const input = document.getElementById("message");
 const sendButton = document.getElementById("send");
+const handoffStatus = document.getElementById("handoff-status");
+const talkButton = document.getElementById("talk-to-person");
 
 const ROLE_LABELS = { customer: "You", assistant: "Assistant", staff: "Support team", notice: "Notice" };
 const PING_MS = 30000;
@@ -27,6 +29,7 @@ let outbox = null; // {id, text}: sent, not yet known to be accepted; resent as 
 let lastSentText = "";
 let streaming = null; // the bubble that reply deltas are appended to
 const endedTurns = new Set(); // deltas can arrive late, through the layer, after their turn ended
+const ratings = new Map(Object.entries(config.feedback || {})); // seq -> {score, comment}
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -103,11 +106,15 @@ function addMessage(event) {
   }
   const item = bubble(event.role, event.text);
   item.dataset.seq = String(event.seq);
+  if (event.role === "staff") {
+    item.querySelector(".msg-who").textContent = event.name ? `${event.name} · Support team` : "Support team";
+  }
   if (event.created_at) {
     const time = el("time", "msg-time", new Date(event.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
     time.dateTime = event.created_at;
     item.append(time);
   }
+  if (event.role === "assistant" && typeof event.seq === "number") item.append(feedbackControls(event.seq));
   // Keep stored messages in seq order even if a resend arrives after a live one.
   const later = [...transcript.querySelectorAll("[data-seq]")].find((node) => Number(node.dataset.seq) > event.seq);
   transcript.insertBefore(item, later || transcript.querySelector(".msg-streaming, .msg-pending") || null);
@@ -201,6 +208,113 @@ function resolveConfirm(event) {
   }
 }
 
+// --- Rating replies ---------------------------------------------------------------------------
+
+function csrfToken() {
+  const cookie = document.cookie.split("; ").find((part) => part.startsWith("csrftoken="));
+  return cookie ? decodeURIComponent(cookie.slice("csrftoken=".length)) : config.csrfToken;
+}
+
+async function postFeedback(seq, body) {
+  const path = config.feedbackPath.replace(/\/0\/feedback\/$/, `/${seq}/feedback/`);
+  const response = await fetch(path, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+    body: JSON.stringify(body),
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.error || "Your rating could not be saved. Please try again.");
+  return data;
+}
+
+function feedbackControls(seq) {
+  const group = el("div", "feedback");
+  group.setAttribute("role", "group");
+  group.setAttribute("aria-label", "Rate this reply");
+  const note = el("span", "feedback-note");
+  note.setAttribute("role", "status");
+  const form = el("form", "feedback-comment");
+  form.hidden = true;
+  const commentId = `feedback-comment-${seq}`;
+  const label = el("label", "", "Tell us more (optional)");
+  label.htmlFor = commentId;
+  const comment = el("textarea");
+  comment.id = commentId;
+  comment.rows = 2;
+  comment.maxLength = 1000;
+  const sendComment = el("button", "secondary", "Send feedback");
+  sendComment.type = "submit";
+  form.append(label, comment, sendComment);
+
+  const buttons = [
+    [1, "Helpful"],
+    [-1, "Not helpful"],
+  ].map(([score, name]) => {
+    const button = el("button", `feedback-button feedback-${score > 0 ? "up" : "down"}`, name);
+    button.type = "button";
+    button.dataset.score = String(score);
+    button.setAttribute("aria-pressed", "false");
+    return button;
+  });
+  const show = (rating) => {
+    for (const button of buttons) {
+      button.setAttribute("aria-pressed", String(Boolean(rating) && Number(button.dataset.score) === rating.score));
+    }
+  };
+  const save = async (body, done) => {
+    note.textContent = "";
+    try {
+      const saved = await postFeedback(seq, body);
+      ratings.set(String(seq), { score: saved.score, comment: saved.comment });
+      show(ratings.get(String(seq)));
+      note.textContent = done;
+      return true;
+    } catch (error) {
+      note.textContent = error.message;
+      return false;
+    }
+  };
+  for (const button of buttons) {
+    button.addEventListener("click", async () => {
+      const score = Number(button.dataset.score);
+      const previous = ratings.get(String(seq));
+      if (await save({ score, comment: previous?.comment || "" }, "Thanks for your feedback.")) {
+        form.hidden = false;
+      }
+    });
+  }
+  form.addEventListener("submit", async (submitted) => {
+    submitted.preventDefault();
+    const current = ratings.get(String(seq));
+    if (!current) return;
+    if (await save({ score: current.score, comment: comment.value }, "Thanks, we've noted your comment.")) {
+      form.hidden = true;
+    }
+  });
+  const existing = ratings.get(String(seq));
+  show(existing);
+  if (existing) comment.value = existing.comment || "";
+  group.append(...buttons, note, form);
+  return group;
+}
+
+// --- Talking to a person ----------------------------------------------------------------------
+
+function showHandoff(status, name) {
+  let text = "";
+  if (status === "waiting_for_agent") text = "Waiting for a person from our support team…";
+  if (status === "with_agent") text = `You're chatting with ${name || "our support team"}.`;
+  handoffStatus.textContent = text;
+  handoffStatus.hidden = !text;
+  talkButton.hidden = Boolean(text);
+  talkButton.disabled = false;
+}
+
+talkButton.addEventListener("click", () => {
+  if (sendFrame({ type: "handoff" })) talkButton.disabled = true;
+});
+
 function handle(event) {
   switch (event.type) {
     case "message":
@@ -243,6 +357,12 @@ function handle(event) {
     case "decided":
       setRunning(false);
       break;
+    case "handoff":
+      showHandoff(event.status, event.agent_name);
+      break;
+    case "handoff_requested":
+      talkButton.disabled = false;
+      break;
     case "error":
       if (event.code) {
         // The server refused the frame: the message was not stored.
@@ -251,6 +371,7 @@ function handle(event) {
       }
       dropStreaming();
       setRunning(false);
+      talkButton.disabled = false;
       addError(event.text, event.retryable !== false);
       break;
     default:
@@ -365,5 +486,6 @@ input.addEventListener("keydown", (key) => {
   }
 });
 
+showHandoff(config.status, config.agentName);
 for (const event of config.events) handle(event);
 connect();

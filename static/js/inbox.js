@@ -1,0 +1,96 @@
+// The staff inbox: customers waiting for a person, and conversations with an agent.
+// The server sends the whole list on connect and after every handoff; it is small.
+// Customer text is only ever placed with textContent.
+
+const config = JSON.parse(document.getElementById("inbox-config").textContent);
+const connection = document.getElementById("connection");
+const waiting = document.getElementById("waiting");
+const held = document.getElementById("held");
+const waitingEmpty = document.getElementById("waiting-empty");
+const heldEmpty = document.getElementById("held-empty");
+const waitingCount = document.getElementById("waiting-count");
+
+const PING_MS = 30000;
+const MAX_BACKOFF_MS = 30000;
+let attempts = 0;
+let pingTimer = null;
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function since(iso) {
+  const time = el("time", "muted", new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  time.dateTime = iso;
+  return time;
+}
+
+function row(item) {
+  const li = el("li", `inbox-item inbox-${item.status}`);
+  li.dataset.conversation = item.id;
+  const link = el("a", "inbox-customer", item.customer);
+  link.href = item.url;
+  const title = el("span", "inbox-title", item.title);
+  const detail = el("span", "inbox-detail");
+  if (item.status === "waiting_for_agent") {
+    detail.append("Waiting since ", since(item.since));
+  } else {
+    detail.append(`With ${item.agent_name || "an agent"} · asked at `, since(item.since));
+  }
+  li.append(link, title, detail);
+  if (item.note) li.append(el("span", "inbox-note", item.note));
+  return li;
+}
+
+function render(items) {
+  const open = items.filter((item) => item.status === "waiting_for_agent");
+  const taken = items.filter((item) => item.status === "with_agent");
+  waiting.replaceChildren(...open.map(row));
+  held.replaceChildren(...taken.map(row));
+  waitingEmpty.hidden = open.length > 0;
+  heldEmpty.hidden = taken.length > 0;
+  waitingCount.textContent = `(${open.length})`;
+  document.title = `${open.length ? `(${open.length}) ` : ""}Inbox · AnyCompany Support`;
+}
+
+function setConnection(state, text) {
+  connection.dataset.state = state;
+  connection.textContent = text;
+}
+
+function connect() {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(`${scheme}//${window.location.host}${config.websocketPath}`);
+  socket.addEventListener("open", () => {
+    attempts = 0;
+    setConnection("online", "Live");
+    clearInterval(pingTimer);
+    pingTimer = setInterval(() => socket.send(JSON.stringify({ type: "ping" })), PING_MS);
+  });
+  socket.addEventListener("message", (message) => {
+    let event;
+    try {
+      event = JSON.parse(message.data);
+    } catch {
+      return;
+    }
+    if (event.type === "inbox") render(event.items);
+  });
+  socket.addEventListener("close", (closed) => {
+    clearInterval(pingTimer);
+    if (closed.code === 4401 || closed.code === 4403) {
+      setConnection("offline", "Your session has ended or you no longer have access. Please sign in again.");
+      return;
+    }
+    const delay = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** attempts) * (0.75 + Math.random() / 2);
+    attempts += 1;
+    setConnection("reconnecting", "Reconnecting…");
+    setTimeout(connect, delay);
+  });
+}
+
+render(config.items);
+connect();

@@ -1,0 +1,192 @@
+// A customer's conversation seen by a support agent: the live transcript, join / hand back /
+// resolve, and replies. Stored messages carry a seq and are de-duplicated by it; the server
+// resends everything after the last seq shown. Text is only ever placed with textContent.
+
+const config = JSON.parse(document.getElementById("staff-config").textContent);
+const transcript = document.getElementById("transcript");
+const activity = document.getElementById("activity");
+const connection = document.getElementById("connection");
+const handoffStatus = document.getElementById("handoff-status");
+const form = document.getElementById("composer");
+const input = document.getElementById("message");
+const sendButton = document.getElementById("send");
+const buttons = {
+  claim: document.getElementById("claim"),
+  release: document.getElementById("release"),
+  resolve: document.getElementById("resolve"),
+};
+
+const LABELS = { customer: "Customer", assistant: "Assistant", staff: "Support team", notice: "Notice" };
+const PING_MS = 30000;
+const MAX_BACKOFF_MS = 30000;
+
+const seen = new Set();
+let lastSeq = 0;
+let socket = null;
+let attempts = 0;
+let pingTimer = null;
+let state = config.state;
+let busy = false;
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function newId() {
+  if (window.crypto && typeof window.crypto.randomUUID === "function") return window.crypto.randomUUID();
+  return `${Date.now().toString(16)}-${Math.random().toString(16).slice(2)}`;
+}
+
+function addMessage(event) {
+  if (typeof event.seq !== "number" || seen.has(event.seq)) return;
+  seen.add(event.seq);
+  lastSeq = Math.max(lastSeq, event.seq);
+  const item = el("li", `msg msg-${event.role}`);
+  item.dataset.seq = String(event.seq);
+  const who = event.role === "staff" && event.name ? `${event.name} · Support team` : LABELS[event.role] || event.role;
+  item.append(el("span", "msg-who", who));
+  const body = el("div", "msg-body msg-plain", event.text);
+  item.append(body);
+  if (event.created_at) {
+    const time = el("time", "msg-time", new Date(event.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+    time.dateTime = event.created_at;
+    item.append(time);
+  }
+  const later = [...transcript.querySelectorAll("[data-seq]")].find((node) => Number(node.dataset.seq) > event.seq);
+  transcript.insertBefore(item, later || null);
+  item.scrollIntoView({ block: "end" });
+}
+
+function mine() {
+  return state.status === "with_agent" && state.agent_id === config.me;
+}
+
+function showState() {
+  const texts = {
+    with_bot: "The assistant is answering this customer.",
+    waiting_for_agent: "The customer is waiting for a person.",
+    with_agent: mine() ? "You're in this conversation." : `${state.agent_name || "Another agent"} is in this conversation.`,
+    resolved: "Resolved. The assistant answers if the customer writes again.",
+  };
+  handoffStatus.textContent = texts[state.status] || "";
+  const held = state.status === "waiting_for_agent" || state.status === "with_agent";
+  buttons.claim.hidden = state.status !== "waiting_for_agent";
+  buttons.release.hidden = !(state.status === "waiting_for_agent" || mine());
+  buttons.resolve.hidden = !(state.status === "waiting_for_agent" || mine());
+  for (const button of Object.values(buttons)) button.disabled = busy;
+  input.disabled = !mine();
+  sendButton.disabled = !mine() || busy;
+  form.setAttribute("aria-disabled", String(!mine()));
+  if (!held) activity.textContent = "";
+}
+
+function addError(text) {
+  const item = el("li", "msg msg-error");
+  item.append(el("span", "msg-who", "Problem"), el("p", "", text));
+  transcript.append(item);
+  item.scrollIntoView({ block: "end" });
+}
+
+function handle(event) {
+  switch (event.type) {
+    case "message":
+      addMessage(event);
+      break;
+    case "handoff":
+      state = event;
+      showState();
+      break;
+    case "turn":
+      activity.textContent = event.state === "started" ? "The assistant is answering…" : "";
+      break;
+    case "done":
+    case "replied":
+      busy = false;
+      showState();
+      break;
+    case "error":
+      busy = false;
+      showState();
+      addError(event.text);
+      break;
+    default:
+      break;
+  }
+}
+
+function setConnection(value, text) {
+  connection.dataset.state = value;
+  connection.textContent = text;
+}
+
+function sendFrame(frame) {
+  if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+  socket.send(JSON.stringify(frame));
+  return true;
+}
+
+function connect() {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  socket = new WebSocket(`${scheme}//${window.location.host}${config.websocketPath}`);
+  socket.addEventListener("open", () => {
+    attempts = 0;
+    setConnection("online", "Connected");
+    sendFrame({ type: "resume", after_seq: lastSeq });
+    clearInterval(pingTimer);
+    pingTimer = setInterval(() => sendFrame({ type: "ping" }), PING_MS);
+  });
+  socket.addEventListener("message", (message) => {
+    let event;
+    try {
+      event = JSON.parse(message.data);
+    } catch {
+      return;
+    }
+    handle(event);
+  });
+  socket.addEventListener("close", (closed) => {
+    clearInterval(pingTimer);
+    socket = null;
+    busy = false;
+    if ([4401, 4403, 4404].includes(closed.code)) {
+      setConnection("offline", "This conversation is not available to you. Please sign in again.");
+      return;
+    }
+    const delay = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** attempts) * (0.75 + Math.random() / 2);
+    attempts += 1;
+    setConnection("reconnecting", "Reconnecting…");
+    setTimeout(connect, delay);
+  });
+}
+
+for (const [action, button] of Object.entries(buttons)) {
+  button.addEventListener("click", () => {
+    if (busy || !sendFrame({ type: action })) return;
+    busy = true;
+    showState();
+  });
+}
+
+form.addEventListener("submit", (submitted) => {
+  submitted.preventDefault();
+  const text = input.value.trim();
+  if (!mine() || busy || !text) return;
+  if (!sendFrame({ type: "reply", text, client_message_id: newId() })) return;
+  busy = true;
+  input.value = "";
+  showState();
+});
+
+input.addEventListener("keydown", (key) => {
+  if (key.key === "Enter" && !key.shiftKey && !key.isComposing) {
+    key.preventDefault();
+    form.requestSubmit();
+  }
+});
+
+for (const event of config.events) handle(event);
+showState();
+connect();
