@@ -34,6 +34,7 @@ from django.core.exceptions import PermissionDenied
 from chat import handoff, limits, realtime, services
 
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 FRAME_TYPES = ("send", "decide", "resume", "handoff", "ping")
 CLIENT_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -155,20 +156,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         try:
-            self.conversation = await _db(services.conversation_get)(
-                user=user, conversation_id=self.scope["url_route"]["kwargs"]["conversation_id"]
+            self.conversation = await self.load_conversation(
+                user, self.scope["url_route"]["kwargs"]["conversation_id"]
             )
         except services.ConversationNotFound:
             await self.close(code=CLOSE_NOT_FOUND)
+            return
+        except PermissionDenied:
+            await self.close(code=CLOSE_FORBIDDEN)
             return
         self.group = realtime.group_name(self.conversation.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         self.counted = True
         realtime.websocket_opened()
+        await self.opened()
         after_seq = _query_int(self.scope, "after_seq")
         if after_seq is not None:
             await self.send_stored(after_seq)
+
+    async def load_conversation(self, user: Any, conversation_id: str) -> Any:
+        """The customer's own conversation; someone else's is as missing as a missing one."""
+        return await _db(services.conversation_get)(user=user, conversation_id=conversation_id)
+
+    async def opened(self) -> None:
+        """Hook for what a socket sends first, before the stored messages."""
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "counted", False):

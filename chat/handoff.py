@@ -53,6 +53,7 @@ from chat.services import (
     _emit_messages,
     _NewMessage,
     _safe_emit,
+    conversation_key,
     staff_note,
 )
 
@@ -113,14 +114,7 @@ def staff_conversation_get(*, agent: User, conversation_id: uuid.UUID | str) -> 
     missing or the id is malformed.
     """
     _agent_checked(agent)
-    try:
-        key = (
-            conversation_id
-            if isinstance(conversation_id, uuid.UUID)
-            else uuid.UUID(str(conversation_id))
-        )
-    except ValueError:
-        raise ConversationNotFound from None
+    key = conversation_key(conversation_id)
     found = Conversation.objects.select_related("customer", "agent").filter(pk=key).first()
     if found is None:
         raise ConversationNotFound

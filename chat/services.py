@@ -117,6 +117,19 @@ def conversation_start(*, user: User) -> Conversation:
     return Conversation.objects.create(owner_id=customer.user_id, customer=customer)
 
 
+def conversation_key(conversation_id: uuid.UUID | str) -> uuid.UUID:
+    """The conversation id as a UUID; a malformed one is as missing as an unknown one.
+
+    Raises: ``ConversationNotFound``.
+    """
+    if isinstance(conversation_id, uuid.UUID):
+        return conversation_id
+    try:
+        return uuid.UUID(str(conversation_id))
+    except ValueError:
+        raise ConversationNotFound from None
+
+
 def conversation_get(*, user: User, conversation_id: uuid.UUID | str) -> Conversation:
     """One of the user's conversations.
 
@@ -125,15 +138,9 @@ def conversation_get(*, user: User, conversation_id: uuid.UUID | str) -> Convers
     if not user.is_authenticated:
         raise ConversationNotFound
     try:
-        key = (
-            conversation_id
-            if isinstance(conversation_id, uuid.UUID)
-            else uuid.UUID(str(conversation_id))
+        return Conversation.objects.select_related("customer").get(
+            pk=conversation_key(conversation_id), owner_id=user.pk
         )
-    except ValueError:
-        raise ConversationNotFound from None
-    try:
-        return Conversation.objects.select_related("customer").get(pk=key, owner_id=user.pk)
     except Conversation.DoesNotExist:
         raise ConversationNotFound from None
 

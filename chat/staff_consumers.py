@@ -19,7 +19,6 @@ after a step, {"type": "replied", "client_message_id": str, "accepted": bool} af
 
 from __future__ import annotations
 
-import asyncio
 import json
 from functools import partial
 from typing import Any
@@ -31,17 +30,15 @@ from django.core.exceptions import PermissionDenied
 from chat import handoff, realtime, services
 from chat.consumers import (
     CLIENT_MESSAGE_ID,
-    CLOSE_NOT_FOUND,
+    CLOSE_FORBIDDEN,
     CLOSE_UNAUTHENTICATED,
     ChatConsumer,
     FrameError,
     _db,
-    _query_int,
     parse_frame,
     refusals_as_errors,
 )
 
-CLOSE_FORBIDDEN = 4403
 STEPS = {
     "claim": handoff.handoff_claim,
     "release": handoff.handoff_release,
@@ -84,33 +81,14 @@ def parse_staff_frame(raw: str | None) -> dict[str, Any]:
 class StaffConversationConsumer(ChatConsumer):
     """The customer's socket, relaying the same group, with an agent's actions instead."""
 
-    async def connect(self) -> None:
-        self.counted = False
-        self.sent_seq = None
-        self.send_lock = asyncio.Lock()
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        try:
-            self.conversation = await _db(handoff.staff_conversation_get)(
-                agent=user, conversation_id=self.scope["url_route"]["kwargs"]["conversation_id"]
-            )
-        except PermissionDenied:
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
-        except services.ConversationNotFound:
-            await self.close(code=CLOSE_NOT_FOUND)
-            return
-        self.group = realtime.group_name(self.conversation.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
-        self.counted = True
-        realtime.websocket_opened()
+    async def load_conversation(self, user: Any, conversation_id: str) -> Any:
+        # Any customer's conversation, for an agent with the reply permission.
+        return await _db(handoff.staff_conversation_get)(
+            agent=user, conversation_id=conversation_id
+        )
+
+    async def opened(self) -> None:
         await self.send_state()
-        after_seq = _query_int(self.scope, "after_seq")
-        if after_seq is not None:
-            await self.send_stored(after_seq)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
