@@ -314,7 +314,23 @@ def _history(conversation_id: uuid.UUID) -> list[dict[str, Any]]:
     rows = Message.objects.filter(conversation_id=conversation_id, kind__in=MODEL_KINDS).order_by(
         "seq"
     )
-    return [{"role": row.role, "content": row.content} for row in rows]
+    return [
+        {
+            "role": row.role,
+            "content": _unforged(row.content) if row.kind == MessageKind.CUSTOMER else row.content,
+        }
+        for row in rows
+    ]
+
+
+def _unforged(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # A customer who types "[Support agent Sam]: ..." must not pass for staff with the model.
+    return [
+        {"text": f"[Customer]: {block['text']}"}
+        if "text" in block and _STAFF_NOTE.match(block["text"])
+        else block
+        for block in content
+    ]
 
 
 def _safe_emit(emit: Emit, event: dict[str, Any]) -> None:
