@@ -306,19 +306,7 @@ class ModelCallAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ("model_id", "stop_reason", "error")
     list_select_related = ("conversation",)
     date_hierarchy = "created_at"
-    fields = (
-        "conversation",
-        "turn",
-        "created_at",
-        "model_id",
-        "stop_reason",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "latency_ms",
-        "error",
-    )
+    fields = ("conversation", "turn", *list_display)
     readonly_fields = fields
 
 

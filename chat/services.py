@@ -729,15 +729,13 @@ def turn_submit(
     if held:
         _emit_messages(emit, held)
         return True
-    if resolved is not None:
-        _safe_emit(emit, _resolved_event(resolved))
-    _emit_messages(emit, stored)
-    _turn_started(turn, emit)
-    _run(
+    _announce_and_run(
         conversation_id=conversation.pk,
         customer=customer,
         tools=tools,
         turn=turn,
+        stored=stored,
+        resolved=resolved,
         emit=emit,
         client=client,
     )
@@ -797,18 +795,43 @@ def action_decide(
         # Tell this tab again, so a button left over from a lost event goes away.
         _safe_emit(emit, _resolved_event(decided))
         return False
-    _safe_emit(emit, _resolved_event(action))
+    _announce_and_run(
+        conversation_id=conversation.pk,
+        customer=customer,
+        tools=tools,
+        turn=turn,
+        stored=stored,
+        resolved=action,
+        emit=emit,
+        client=client,
+    )
+    return True
+
+
+def _announce_and_run(
+    *,
+    conversation_id: uuid.UUID,
+    customer: Customer,
+    tools: CustomerTools,
+    turn: Turn,
+    stored: list[Message],
+    resolved: PendingAction | None,
+    emit: Emit,
+    client: ModelClient | None,
+) -> None:
+    # After the customer's message or decision is committed: tell the tabs, then run the model.
+    if resolved is not None:
+        _safe_emit(emit, _resolved_event(resolved))
     _emit_messages(emit, stored)
     _turn_started(turn, emit)
     _run(
-        conversation_id=conversation.pk,
+        conversation_id=conversation_id,
         customer=customer,
         tools=tools,
         turn=turn,
         emit=emit,
         client=client,
     )
-    return True
 
 
 # --- Recovery -----------------------------------------------------------------------------------
