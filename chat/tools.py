@@ -13,17 +13,15 @@ from typing import Any
 from chat.agent import ToolOutcome
 from chat.prompts import tool_specs
 from orders.models import Customer, Order, OrderStatus
-from orders.services import (
+from orders.selectors import (
     LOOKUP_KEYS,
-    Actor,
     CustomerNotFound,
-    OrderNotCancellable,
     OrderNotFound,
     customer_lookup,
-    order_cancel,
     order_get,
     order_list,
 )
+from orders.services import Actor, OrderNotCancellable, order_cancel
 
 CANCELLED = "Cancelled the order"
 HANDOFF_REQUESTED = (

@@ -1,4 +1,4 @@
-"""Every rule about customers and orders lives here.
+"""Every write to customers and orders, with its rules, lives here (reads: ``orders.selectors``).
 
 Callers (chat tools, admin actions, views) pass the customer they act for; every query is
 scoped by that customer, so another customer's order is indistinguishable from a missing one.
@@ -13,17 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orders.models import ActorKind, Customer, Order, OrderEvent, OrderEventKind, OrderStatus
-
-LookupKey = Literal["email", "phone", "username"]
-LOOKUP_KEYS: tuple[LookupKey, ...] = ("email", "phone", "username")
-
-
-class CustomerNotFound(Exception):
-    """No customer matches, or the match is not the acting customer."""
-
-
-class OrderNotFound(Exception):
-    """The order does not exist or belongs to someone else."""
+from orders.selectors import order_get
 
 
 class OrderNotCancellable(Exception):
@@ -65,55 +55,6 @@ class Actor:
         return cls(kind=ActorKind.SYSTEM)
 
 
-def _digits(value: str) -> str:
-    return "".join(ch for ch in value if ch.isdigit())
-
-
-def customer_lookup(*, customer: Customer, key: LookupKey, value: str) -> Customer:
-    """Confirms that ``value`` is the acting customer's own email, phone or username.
-
-    Only the acting customer can ever be found: a value that belongs to someone else gives the
-    same ``CustomerNotFound`` as a value that belongs to nobody, so the lookup cannot be used to
-    enumerate customers. Email and username compare case-insensitively; phone compares digits
-    only, so ``(312) 555-8204`` matches ``312-555-8204``.
-
-    Raises: ``CustomerNotFound``; ``ValueError`` for an unknown key.
-    """
-    value = value.strip()
-    if key == "email":
-        matches = value.casefold() == customer.email.casefold()
-    elif key == "username":
-        matches = value.casefold() == customer.username.casefold()
-    elif key == "phone":
-        digits = _digits(value)
-        own = _digits(customer.phone)
-        # A leading country code 1 (+1 312 555 8204) is the same North American number.
-        matches = bool(digits) and (
-            digits == own or (len(digits) == 11 and digits[0] == "1" and digits[1:] == own)
-        )
-    else:
-        raise ValueError(f"Unknown lookup key {key!r}; use email, phone or username.")
-    if not matches:
-        raise CustomerNotFound(f"No customer with that {key}.")
-    return customer
-
-
-def order_get(*, customer: Customer, order_id: str) -> Order:
-    """Returns one of the customer's orders.
-
-    Raises: ``OrderNotFound`` when it does not exist or belongs to another customer.
-    """
-    try:
-        return Order.objects.get(pk=order_id.strip(), customer=customer)
-    except Order.DoesNotExist:
-        raise OrderNotFound(f"No order {order_id.strip()!r} found.") from None
-
-
-def order_list(*, customer: Customer) -> list[Order]:
-    """Returns the customer's own orders, newest first."""
-    return list(Order.objects.filter(customer=customer).order_by("-created_at", "id"))
-
-
 def order_cancel(*, customer: Customer, order_id: str, actor: Actor) -> Order:
     """Cancels one of the customer's orders if it is still ``Processing``.
 
@@ -121,7 +62,8 @@ def order_cancel(*, customer: Customer, order_id: str, actor: Actor) -> Order:
     one succeeds and exactly one ``OrderEvent`` is written. Staff act on behalf of the order's
     customer (``actor`` says who really did it).
 
-    Raises: ``OrderNotFound`` (missing or not the customer's), ``OrderNotCancellable``.
+    Raises: ``orders.selectors.OrderNotFound`` (missing or not the customer's),
+    ``OrderNotCancellable``.
     """
     order_id = order_id.strip()
     with transaction.atomic():
@@ -177,3 +119,21 @@ def customer_login_ensure(*, customer: Customer, password: str | None = None) ->
             user.set_password(password)
         user.save()
     return user
+
+
+def customer_link_login(
+    *, user: User, email: str
+) -> Literal["linked", "already_linked", "email_taken", "no_customer"]:
+    """Links the customer with ``email`` (case-insensitive) to the sign-in ``user``.
+
+    Nothing changes when ``user`` already acts as a customer ("already_linked"), or when that
+    customer is linked to another account ("email_taken"; a conditional update, so a link made
+    elsewhere meanwhile stays theirs). Callers check that the email is verified first.
+    """
+    if Customer.objects.filter(user=user).exists():
+        return "already_linked"
+    if Customer.objects.filter(email__iexact=email, user__isnull=True).update(user=user):
+        return "linked"
+    if Customer.objects.filter(email__iexact=email).exists():
+        return "email_taken"
+    return "no_customer"
