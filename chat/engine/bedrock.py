@@ -1,16 +1,17 @@
-"""Amazon Bedrock (Converse API) behind the ``chat.modelapi.ModelClient`` protocol.
+"""Amazon Bedrock (Converse API) behind the ``chat.engine.client.ModelClient`` protocol.
 
 This is the only module that imports boto3/botocore. Everything else sees Converse-shaped
-dicts and the exceptions of ``chat.modelapi``.
+dicts and the exceptions of ``chat.engine.client``. It reads no settings: the caller passes the
+values (``chat.live.engine_config`` passes the ``BEDROCK_*`` settings named below).
 
 Client
-    One ``bedrock-runtime`` client per process, created on first use under a lock and cached
-    (boto3 clients are thread-safe; creating them is slow and not). Region, credentials and
-    endpoint come from the standard AWS SDK configuration and are never passed here, so
-    ``AWS_DEFAULT_REGION``, profiles, the container/instance credential chain and
+    ``create_client`` builds a ``bedrock-runtime`` client; the live chat creates one per process
+    and shares it (boto3 clients are thread-safe; creating them is slow and not). Region,
+    credentials and endpoint come from the standard AWS SDK configuration and are never passed
+    here, so ``AWS_DEFAULT_REGION``, profiles, the container/instance credential chain and
     ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` behave as boto3 documents. botocore itself ignores
     ``AWS_REGION`` (the variable every other AWS SDK and ECS set), so when botocore resolves no
-    region at all we fall back to it; with neither, ``ImproperlyConfigured`` names it.
+    region at all we fall back to it; with neither, ``BedrockNotConfigured`` names it.
 
 Retries: botocore's ``standard`` mode
     The default ``legacy`` mode retries fewer error kinds and has no retry quota. ``standard``
@@ -40,26 +41,18 @@ Pool size
     turns 11+ queue for a connection.
 
 Errors, as the tool loop sees them
-    ``ModelBusy`` (try again in a moment): ``ThrottlingException``, ``TooManyRequestsException``,
-    ``ServiceQuotaExceededException``, ``ServiceUnavailableException``, any other 429/503, and
-    ``ModelNotReadyException`` -- the model is being loaded: nothing is wrong with the request
-    and it will be served shortly, which is what "busy" tells the customer.
-    ``ModelUnavailable`` (something broke, retrying may help): ``ModelTimeoutException`` and
-    ``ModelErrorException`` after our one retry, ``InternalServerException``,
-    ``modelStreamErrorException``, other 5xx, connect/read timeouts, refused or dropped
-    connections and corrupt event-stream frames.
-    ``ModelRequestRejected`` (our bug or configuration; retrying will not help):
-    ``ValidationException``, ``AccessDeniedException``, ``ResourceNotFoundException``, other 4xx,
-    invalid parameters and missing credentials.
-    The original error is logged on the ``chat.bedrock`` logger; it never reaches a customer
-    message (those are the fixed texts of ``chat.modelapi``).
+    Known error codes map through ``chat.engine.client.error_class`` (the one map, shared with
+    the loop). Beyond it: any other 429/503 is ``ModelBusy``; an unknown in-stream error, other
+    5xx, connect/read timeouts, refused or dropped connections and corrupt event-stream frames
+    are ``ModelUnavailable``; other 4xx, invalid parameters and missing credentials are
+    ``ModelRequestRejected``. The original error is logged on this module's logger; it never
+    reaches a customer message (those are the fixed texts of ``chat.engine.client``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -75,107 +68,64 @@ from botocore.exceptions import (
     ParamValidationError,
     PartialCredentialsError,
 )
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 
-from chat.modelapi import (
+from chat.engine.client import (
     ModelBusy,
-    ModelClient,
     ModelError,
     ModelRequestRejected,
     ModelUnavailable,
+    error_class,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
 
-logger = logging.getLogger("chat.bedrock")
+logger = logging.getLogger(__name__)
 
 # Connections beyond one per concurrent turn, for calls made outside a turn (e.g. a probe).
 POOL_HEADROOM = 4
 
-# Error codes compared in lower case: in-stream exceptions use camelCase event names
-# ("throttlingException") while HTTP errors use the shape name ("ThrottlingException").
-_BUSY_CODES = frozenset(
-    {
-        "throttlingexception",
-        "toomanyrequestsexception",
-        "servicequotaexceededexception",
-        "serviceunavailableexception",
-        "modelnotreadyexception",
-    }
-)
+# Worth one more try of our own: botocore does not retry them, and they are usually one-off
+# model hiccups.
 _RETRY_ONCE_CODES = frozenset({"modeltimeoutexception", "modelerrorexception"})
-_UNAVAILABLE_CODES = _RETRY_ONCE_CODES | {"internalserverexception", "modelstreamerrorexception"}
-_REJECTED_CODES = frozenset(
-    {
-        "validationexception",
-        "accessdeniedexception",
-        "resourcenotfoundexception",
-        "unrecognizedclientexception",
-        "invalidsignatureexception",
-        "expiredtokenexception",
-    }
-)
 
 # Everything the SDK can raise from a call or while reading a stream. Mid-stream socket errors
 # surface as urllib3's own exceptions because botocore reads event streams from urllib3
 # directly; corrupt frames raise botocore.eventstream.ParserError, which is not a BotoCoreError.
 _SDK_ERRORS = (ClientError, BotoCoreError, ParserError, urllib3.exceptions.HTTPError)
 
-_client: BedrockRuntimeClient | None = None
-_client_lock = threading.Lock()
+
+class BedrockNotConfigured(Exception):
+    """No AWS region is configured for the Bedrock client."""
 
 
-def client_config() -> Config:
-    """The botocore ``Config`` for the Bedrock client, from Django settings."""
+def client_config(
+    *, max_attempts: int, connect_timeout: float, read_timeout: float, max_concurrent_turns: int
+) -> Config:
+    """The botocore ``Config`` for the Bedrock client (see the module docstring for each value)."""
     return Config(
-        retries={"mode": "standard", "total_max_attempts": settings.BEDROCK_MAX_ATTEMPTS},
-        connect_timeout=settings.BEDROCK_CONNECT_TIMEOUT,
-        read_timeout=settings.BEDROCK_READ_TIMEOUT,
-        max_pool_connections=settings.CHAT_MAX_CONCURRENT_TURNS + POOL_HEADROOM,
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=max_concurrent_turns + POOL_HEADROOM,
     )
 
 
-def _create_client() -> BedrockRuntimeClient:
+def create_client(config: Config) -> BedrockRuntimeClient:
+    """A new ``bedrock-runtime`` client from the standard AWS SDK configuration.
+
+    Raises: ``BedrockNotConfigured`` when neither botocore nor ``AWS_REGION`` gives a region.
+    """
     session = boto3.session.Session()
     region = None
     if session.region_name is None:
         region = os.environ.get("AWS_REGION") or None
         if region is None:
-            raise ImproperlyConfigured(
+            raise BedrockNotConfigured(
                 "Set AWS_REGION (or AWS_DEFAULT_REGION, or a region in the AWS profile) "
                 "to use CHAT_MODEL=bedrock."
             )
-    return session.client("bedrock-runtime", region_name=region, config=client_config())
-
-
-def get_client() -> BedrockRuntimeClient:
-    """The process-wide Bedrock runtime client, created on first use.
-
-    Raises ``ImproperlyConfigured`` when no AWS region is configured.
-    """
-    global _client
-    client = _client
-    if client is None:
-        with _client_lock:
-            if _client is None:
-                _client = _create_client()
-            client = _client
-    return client
-
-
-def reset_client() -> None:
-    """Forget the cached client so the next call builds one from current settings/environment.
-
-    For tests and for code that changes the Bedrock settings at run time; calls in flight on
-    the old client may fail, as its connection pool is closed.
-    """
-    global _client
-    with _client_lock:
-        old, _client = _client, None
-    if old is not None:
-        old.close()
+    return session.client("bedrock-runtime", region_name=region, config=config)
 
 
 def _error_code(exc: BaseException) -> str:
@@ -186,13 +136,9 @@ def _error_code(exc: BaseException) -> str:
 
 def _error_class(exc: BaseException) -> type[ModelError]:
     if isinstance(exc, ClientError):
-        code = _error_code(exc).lower()
-        if code in _BUSY_CODES:
-            return ModelBusy
-        if code in _UNAVAILABLE_CODES:
-            return ModelUnavailable
-        if code in _REJECTED_CODES:
-            return ModelRequestRejected
+        known = error_class(_error_code(exc))
+        if known is not None:
+            return known
         # In-stream errors carry no HTTP status of their own; an unknown one is treated as a
         # failure of the model, not of our request.
         if isinstance(exc, EventStreamError):
@@ -209,15 +155,15 @@ def _error_class(exc: BaseException) -> type[ModelError]:
 
 
 def _translate(exc: BaseException, operation: str) -> ModelError:
-    error_class = _error_class(exc)
-    level = logging.ERROR if error_class is ModelRequestRejected else logging.WARNING
-    logger.log(level, "Bedrock %s failed (%s): %s", operation, error_class.__name__, exc)
+    found = _error_class(exc)
+    level = logging.ERROR if found is ModelRequestRejected else logging.WARNING
+    logger.log(level, "Bedrock %s failed (%s): %s", operation, found.__name__, exc)
     detail = _error_code(exc) or type(exc).__name__
-    return error_class(f"Bedrock {operation} failed: {detail}")
+    return found(f"Bedrock {operation} failed: {detail}")
 
 
 class TranslatedEventStream:
-    """Iterates a Converse event stream, turning SDK errors into ``chat.modelapi`` errors.
+    """Iterates a Converse event stream, turning SDK errors into ``chat.engine.client`` errors.
 
     Events already received are delivered before the error is raised. The underlying HTTP
     response is closed when iteration ends, fails or is abandoned, returning its connection.
@@ -252,15 +198,8 @@ class BedrockModel:
     only ``ModelBusy``, ``ModelUnavailable`` and ``ModelRequestRejected``.
     """
 
-    def __init__(self, client: BedrockRuntimeClient | None = None) -> None:
-        self._client = client
-
-    @property
-    def client(self) -> BedrockRuntimeClient:
-        return self._client if self._client is not None else get_client()
-
-    def converse(self, **kwargs: Any) -> dict[str, Any]:
-        return dict(self._call("Converse", self.client.converse, kwargs))
+    def __init__(self, client: BedrockRuntimeClient) -> None:
+        self.client = client
 
     def converse_stream(self, **kwargs: Any) -> dict[str, Any]:
         response = dict(self._call("ConverseStream", self.client.converse_stream, kwargs))
@@ -279,20 +218,3 @@ class BedrockModel:
             return method(**kwargs)
         except _SDK_ERRORS as exc:
             raise _translate(exc, operation) from exc
-
-
-def get_model_client() -> ModelClient:
-    """The model the chat uses, chosen by ``settings.CHAT_MODEL`` ("bedrock" or "demo").
-
-    Raises ``ImproperlyConfigured`` for an unknown value or (bedrock) a missing AWS region.
-    """
-    if settings.CHAT_MODEL == "bedrock":
-        return BedrockModel(get_client())
-    if settings.CHAT_MODEL == "demo":
-        # Imported here so a Bedrock deployment never loads the demo script.
-        from chat.demo_model import DemoModel
-
-        return DemoModel()
-    raise ImproperlyConfigured(
-        f"CHAT_MODEL must be 'demo' or 'bedrock' (got {settings.CHAT_MODEL!r})."
-    )

@@ -1,4 +1,4 @@
-"""chat.bedrock: the Bedrock client, its configuration and how its failures reach the tool loop.
+"""The Bedrock client, its configuration and how its failures reach the tool loop.
 
 Bedrock itself is faked only at the boundary: botocore's Stubber on the real client, or the real
 client talking HTTP to a local stand-in (``bedrock_standin``).
@@ -17,15 +17,15 @@ from botocore.stub import Stubber
 from django.core.exceptions import ImproperlyConfigured
 from pytest_django import Settings
 
-from chat.bedrock import BedrockModel, get_client, get_model_client, reset_client
-from chat.modelapi import ModelBusy, ModelError, ModelRequestRejected, ModelUnavailable
+from chat.engine.bedrock import BedrockModel
+from chat.engine.client import ModelBusy, ModelError, ModelRequestRejected, ModelUnavailable
+from chat.engine.demo.model import DemoModel
+from chat.live.engine_config import bedrock_client, bedrock_client_reset, model_client
 from tests.chat.bedrock_standin import (
     BedrockStandIn,
-    converse_response,
     error_reply,
     event_frame,
     exception_frame,
-    json_reply,
     stall_reply,
     stream_reply,
     text_stream_frames,
@@ -197,9 +197,9 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing-credentials"))
-    reset_client()
+    bedrock_client_reset()
     yield
-    reset_client()
+    bedrock_client_reset()
 
 
 @pytest.fixture
@@ -214,7 +214,7 @@ def bedrock_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def stubber(bedrock_settings: Settings) -> Iterator[Stubber]:
-    with Stubber(get_client()) as stub:
+    with Stubber(bedrock_client()) as stub:
         yield stub
 
 
@@ -225,9 +225,9 @@ def standin(
     server = BedrockStandIn()
     server.start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
-    reset_client()
+    bedrock_client_reset()
     yield server
-    reset_client()
+    bedrock_client_reset()
     server.stop()
 
 
@@ -258,7 +258,7 @@ def test_the_client_uses_standard_retries_the_timeouts_and_a_pool_for_every_turn
     bedrock_settings.CHAT_MAX_CONCURRENT_TURNS = 50
 
     # botocore-stubs leave Config's attributes undeclared.
-    config: Any = get_client().meta.config
+    config: Any = bedrock_client().meta.config
 
     assert config.retries == {"mode": "standard", "total_max_attempts": 4}
     assert config.connect_timeout == 2.5
@@ -275,7 +275,7 @@ def test_the_client_is_created_once_and_shared_between_threads(
 
     def fetch() -> None:
         barrier.wait()
-        seen.append(get_client())
+        seen.append(bedrock_client())
 
     threads = [threading.Thread(target=fetch) for _ in range(8)]
     for thread in threads:
@@ -285,19 +285,19 @@ def test_the_client_is_created_once_and_shared_between_threads(
 
     assert len(seen) == 8
     assert all(client is seen[0] for client in seen)
-    assert get_client() is seen[0]
+    assert bedrock_client() is seen[0]
 
 
 def test_reset_client_builds_a_new_client_from_current_settings(
     bedrock_settings: Settings,
 ) -> None:
-    first = get_client()
+    first = bedrock_client()
     bedrock_settings.BEDROCK_READ_TIMEOUT = 12.0
 
-    reset_client()
+    bedrock_client_reset()
 
-    assert get_client() is not first
-    config: Any = get_client().meta.config
+    assert bedrock_client() is not first
+    config: Any = bedrock_client().meta.config
     assert config.read_timeout == 12.0
 
 
@@ -307,12 +307,12 @@ def test_aws_default_region_is_honoured(
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
 
-    assert get_client().meta.region_name == "eu-central-1"
+    assert bedrock_client().meta.region_name == "eu-central-1"
 
 
 def test_aws_region_is_used_when_botocore_finds_no_region(bedrock_settings: Settings) -> None:
     # The fixture sets only AWS_REGION, which botocore on its own ignores.
-    assert get_client().meta.region_name == "us-east-1"
+    assert bedrock_client().meta.region_name == "us-east-1"
 
 
 def test_without_any_region_it_asks_for_aws_region(
@@ -321,80 +321,54 @@ def test_without_any_region_it_asks_for_aws_region(
     monkeypatch.delenv("AWS_REGION")
 
     with pytest.raises(ImproperlyConfigured, match="AWS_REGION"):
-        get_model_client()
+        model_client()
 
 
 def test_the_endpoint_comes_from_the_standard_aws_variable(standin: BedrockStandIn) -> None:
-    assert get_client().meta.endpoint_url == standin.url
+    assert bedrock_client().meta.endpoint_url == standin.url
 
 
 def test_the_factory_returns_the_bedrock_model_when_configured(
     bedrock_settings: Settings,
 ) -> None:
-    model = get_model_client()
+    model = model_client()
 
     assert isinstance(model, BedrockModel)
-    assert model.client is get_client()
+    assert model.client is bedrock_client()
 
 
 def test_the_factory_returns_the_demo_model_when_configured(settings: Settings) -> None:
-    demo_model = pytest.importorskip("chat.demo_model")
     settings.CHAT_MODEL = "demo"
+    settings.CHAT_DEMO_DELAY_SECONDS = 0.25
 
-    assert isinstance(get_model_client(), demo_model.DemoModel)
+    model = model_client()
+
+    assert isinstance(model, DemoModel)
+    assert model.delay_seconds == 0.25
 
 
 def test_the_factory_refuses_an_unknown_model(settings: Settings) -> None:
     settings.CHAT_MODEL = "gpt"
 
     with pytest.raises(ImproperlyConfigured, match="CHAT_MODEL"):
-        get_model_client()
+        model_client()
 
 
-# --- Converse through botocore's Stubber ---------------------------------------------------------
-
-
-def test_a_full_converse_request_passes_the_service_model_and_returns_the_response(
-    stubber: Stubber,
-) -> None:
-    response = {
-        "output": {
-            "message": {
-                "role": "assistant",
-                "content": [{"text": "<reply>Your order 32057 has shipped.</reply>"}],
-            }
-        },
-        "stopReason": "end_turn",
-        "usage": {
-            "inputTokens": 1200,
-            "outputTokens": 30,
-            "totalTokens": 1230,
-            "cacheReadInputTokens": 1000,
-            "cacheWriteInputTokens": 0,
-        },
-        "metrics": {"latencyMs": 812},
-    }
-    stubber.add_response("converse", response, expected_params=full_request())
-
-    result = get_model_client().converse(**full_request())
-
-    stubber.assert_no_pending_responses()
-    assert result["output"] == response["output"]
-    assert result["stopReason"] == "end_turn"
-    assert result["usage"]["cacheReadInputTokens"] == 1000
-    assert result["metrics"] == {"latencyMs": 812}
+# --- ConverseStream errors through botocore's Stubber --------------------------------------------
 
 
 def test_throttling_is_busy_and_the_service_text_stays_in_the_log(
     stubber: Stubber, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stubber.add_client_error("converse", "ThrottlingException", "Too many tokens, slow down", 429)
+    stubber.add_client_error(
+        "converse_stream", "ThrottlingException", "Too many tokens, slow down", 429
+    )
 
     with (
-        caplog.at_level(logging.WARNING, logger="chat.bedrock"),
+        caplog.at_level(logging.WARNING, logger="chat.engine.bedrock"),
         pytest.raises(ModelBusy) as excinfo,
     ):
-        get_model_client().converse(modelId=MODEL_ID, messages=HELLO)
+        model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
 
     assert excinfo.value.retryable
     assert excinfo.value.customer_message == ModelBusy.customer_message
@@ -404,33 +378,25 @@ def test_throttling_is_busy_and_the_service_text_stays_in_the_log(
 
 def test_a_validation_exception_is_rejected_and_not_retryable(stubber: Stubber) -> None:
     stubber.add_client_error(
-        "converse", "ValidationException", "messages.1: toolResult without toolUse", 400
+        "converse_stream", "ValidationException", "messages.1: toolResult without toolUse", 400
     )
 
     with pytest.raises(ModelRequestRejected) as excinfo:
-        get_model_client().converse(modelId=MODEL_ID, messages=HELLO)
+        model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
 
     assert not excinfo.value.retryable
     assert "toolResult" not in excinfo.value.customer_message
 
 
-def test_a_model_timeout_is_retried_once_and_the_retry_answers(stubber: Stubber) -> None:
-    stubber.add_client_error("converse", "ModelTimeoutException", "Model took too long", 408)
-    stubber.add_response("converse", converse_response("<reply>Shipped.</reply>"))
-
-    result = get_model_client().converse(modelId=MODEL_ID, messages=HELLO)
-
-    stubber.assert_no_pending_responses()
-    assert result["output"]["message"]["content"] == [{"text": "<reply>Shipped.</reply>"}]
-
-
 def test_a_model_error_twice_is_unavailable(stubber: Stubber) -> None:
-    stubber.add_client_error("converse", "ModelErrorException", "The model failed", 424)
-    stubber.add_client_error("converse", "ModelErrorException", "The model failed again", 424)
+    stubber.add_client_error("converse_stream", "ModelErrorException", "The model failed", 424)
+    stubber.add_client_error(
+        "converse_stream", "ModelErrorException", "The model failed again", 424
+    )
 
     # A third call would find no stubbed response and fail the test with a stub error.
     with pytest.raises(ModelUnavailable):
-        get_model_client().converse(modelId=MODEL_ID, messages=HELLO)
+        model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
 
     stubber.assert_no_pending_responses()
 
@@ -456,10 +422,10 @@ def test_a_model_error_twice_is_unavailable(stubber: Stubber) -> None:
 def test_service_errors_become_model_errors(
     stubber: Stubber, code: str, status: int, expected: type[ModelError]
 ) -> None:
-    stubber.add_client_error("converse", code, "details for the log only", status)
+    stubber.add_client_error("converse_stream", code, "details for the log only", status)
 
     with pytest.raises(ModelError) as excinfo:
-        get_model_client().converse(modelId=MODEL_ID, messages=HELLO)
+        model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
 
     assert type(excinfo.value) is expected
     assert "details for the log only" not in excinfo.value.customer_message
@@ -467,7 +433,7 @@ def test_service_errors_become_model_errors(
 
 def test_a_request_the_sdk_refuses_to_send_is_rejected(bedrock_settings: Settings) -> None:
     with pytest.raises(ModelRequestRejected):
-        get_model_client().converse(modelId=MODEL_ID, messages=[{"role": "user"}])
+        model_client().converse_stream(modelId=MODEL_ID, messages=[{"role": "user"}])
 
 
 # --- The real client against a local HTTP stand-in -----------------------------------------------
@@ -476,17 +442,17 @@ def test_a_request_the_sdk_refuses_to_send_is_rejected(bedrock_settings: Setting
 def test_standard_retries_ride_out_throttling(standin: BedrockStandIn) -> None:
     standin.script(
         error_reply(429, "ThrottlingException", "Too many requests"),
-        json_reply(converse_response("<reply>Your order has shipped.</reply>")),
+        stream_reply(text_stream_frames("<reply>Your order has shipped.</reply>")),
     )
 
-    result = get_model_client().converse(modelId=PROFILE_ARN, messages=HELLO)
+    response = model_client().converse_stream(modelId=PROFILE_ARN, messages=HELLO)
+    events, error = drain(response["stream"])
 
-    assert result["output"]["message"]["content"] == [
-        {"text": "<reply>Your order has shipped.</reply>"}
-    ]
+    assert error is None
+    assert text_deltas(events) == ["<reply>Your order has shipped.</reply>"]
     assert len(standin.received) == 2
     for request in standin.received:
-        assert request.path == f"/model/{quote(PROFILE_ARN, safe='')}/converse"
+        assert request.path == f"/model/{quote(PROFILE_ARN, safe='')}/converse-stream"
         assert request.json()["messages"] == HELLO
         assert "modelId" not in request.json()
         assert "Credential=testing/" in request.headers["Authorization"]
@@ -499,11 +465,11 @@ def test_throttling_that_outlasts_every_attempt_is_busy(
     standin.script(
         error_reply(429, "ThrottlingException"),
         error_reply(429, "ThrottlingException"),
-        json_reply(converse_response("never reached")),
+        stream_reply(text_stream_frames("never reached")),
     )
 
     with pytest.raises(ModelBusy):
-        get_model_client().converse(modelId=MODEL_ID, messages=HELLO)
+        model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
 
     # BEDROCK_MAX_ATTEMPTS counts the first try too.
     assert len(standin.received) == 2
@@ -513,7 +479,7 @@ def test_a_validation_exception_from_the_service_is_rejected(standin: BedrockSta
     standin.script(error_reply(400, "ValidationException", "The model returned a bad request"))
 
     with pytest.raises(ModelRequestRejected):
-        get_model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
+        model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
 
     assert len(standin.received) == 1
 
@@ -557,7 +523,7 @@ def test_a_complete_stream_is_parsed_by_botocore(standin: BedrockStandIn) -> Non
         )
     )
 
-    response = get_model_client().converse_stream(**full_request())
+    response = model_client().converse_stream(**full_request())
     events, error = drain(response["stream"])
 
     assert error is None
@@ -589,10 +555,9 @@ def test_a_complete_stream_is_parsed_by_botocore(standin: BedrockStandIn) -> Non
     ]
     [request] = standin.received
     assert request.path == f"/model/{quote(MODEL_ID, safe='')}/converse-stream"
-    body = request.json()
-    assert body["messages"] == full_request()["messages"]
-    assert body["toolConfig"]["tools"][:4] == TOOLS
-    assert body["additionalModelRequestFields"] == {"top_k": 10}
+    # Every Converse feature the chat relies on passed botocore's checks and went out as sent.
+    sent = {key: value for key, value in full_request().items() if key != "modelId"}
+    assert request.json() == sent
 
 
 @pytest.mark.parametrize(
@@ -611,7 +576,7 @@ def test_an_exception_mid_stream_arrives_after_the_earlier_deltas(
     frames = text_stream_frames("<reply>Your order ", "has ")[:3]
     standin.script(stream_reply([*frames, exception_frame(exception_type, "stream broke")]))
 
-    response = get_model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
+    response = model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
     events, error = drain(response["stream"])
 
     assert text_deltas(events) == ["<reply>Your order ", "has "]
@@ -626,7 +591,7 @@ def test_a_model_timeout_before_the_stream_starts_is_retried_once(standin: Bedro
         stream_reply(text_stream_frames("<reply>Hello!</reply>")),
     )
 
-    response = get_model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
+    response = model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
     events, error = drain(response["stream"])
 
     assert error is None
@@ -642,7 +607,7 @@ def test_a_server_that_does_not_answer_in_time_is_unavailable(
     standin.script(stall_reply())
 
     with pytest.raises(ModelUnavailable):
-        get_model_client().converse(modelId=MODEL_ID, messages=HELLO)
+        model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
 
     assert len(standin.received) == 1
 
@@ -654,7 +619,7 @@ def test_a_stream_that_stalls_midway_is_unavailable_after_the_earlier_deltas(
     bedrock_settings.BEDROCK_MAX_ATTEMPTS = 1
     standin.script(stream_reply(text_stream_frames("<reply>Let me ", "see")[:3], stall_after=True))
 
-    response = get_model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
+    response = model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)
     events, error = drain(response["stream"])
 
     assert text_deltas(events) == ["<reply>Let me ", "see"]
@@ -671,4 +636,4 @@ def test_a_refused_connection_is_unavailable(
     monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", f"http://127.0.0.1:{closed_port}")
 
     with pytest.raises(ModelUnavailable):
-        get_model_client().converse(modelId=MODEL_ID, messages=HELLO)
+        model_client().converse_stream(modelId=MODEL_ID, messages=HELLO)

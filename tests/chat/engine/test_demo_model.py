@@ -1,4 +1,4 @@
-"""The offline demo model speaks Converse: the same message whether asked to stream or not."""
+"""The offline demo model speaks ConverseStream and plays by Converse's history rules."""
 
 import json
 from typing import Any
@@ -7,11 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.agent import ModelCallRecord, ToolOutcome, TurnConfig, run_turn
-from chat.demo_model import PREFIX, DemoModel
-from chat.modelapi import ModelRequestRejected
-from chat.prompts import tool_specs
-from chat.replies import visible_text
+from chat.engine.client import ModelRequestRejected
+from chat.engine.demo.model import PREFIX, DemoModel
+from chat.engine.loop import run_turn
+from chat.engine.replies import visible_text
+from chat.engine.types import ModelCallRecord, ToolOutcome, TurnConfig
+from chat.tools import registry
 
 ORDER_32057 = {
     "id": "32057",
@@ -28,7 +29,7 @@ def request(*messages: dict[str, Any]) -> dict[str, Any]:
         "modelId": "demo",
         "messages": list(messages),
         "system": [{"text": "You are a support assistant."}],
-        "toolConfig": {"tools": tool_specs(), "toolChoice": {"auto": {}}},
+        "toolConfig": {"tools": registry.specs(), "toolChoice": {"auto": {}}},
         "inferenceConfig": {"temperature": 0, "maxTokens": 4096},
     }
 
@@ -68,6 +69,13 @@ def assemble(stream: Any) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
     return {"role": "assistant", "content": content}, stop_reason, metadata
 
 
+def respond(*messages: dict[str, Any], chunk_chars: int = 12) -> tuple[dict[str, Any], str | None]:
+    """The demo model's message and stop reason for a request with ``messages``."""
+    model = DemoModel(delay_seconds=0, chunk_chars=chunk_chars)
+    message, stop_reason, _ = assemble(model.converse_stream(**request(*messages))["stream"])
+    return message, stop_reason
+
+
 CONVERSATIONS = [
     [user("I need help with an order")],
     [user("My order is 32057")],
@@ -104,30 +112,16 @@ CONVERSATIONS = [
 
 
 @pytest.mark.parametrize("messages", CONVERSATIONS)
-def test_the_stream_assembles_to_the_same_message_as_converse(
-    messages: list[dict[str, Any]],
-) -> None:
+def test_a_streamed_answer_has_the_converse_stream_shape(messages: list[dict[str, Any]]) -> None:
     model = DemoModel(delay_seconds=0, chunk_chars=5)
-    whole = model.converse(**request(*messages))
-    streamed, stop_reason, metadata = assemble(
-        model.converse_stream(**request(*messages))["stream"]
-    )
+    message, stop_reason, metadata = assemble(model.converse_stream(**request(*messages))["stream"])
 
-    assert streamed == whole["output"]["message"]
-    assert stop_reason == whole["stopReason"]
-    assert metadata["usage"] == whole["usage"]
-    assert set(metadata["metrics"]) == {"latencyMs"}
-
-
-def test_a_response_has_the_converse_shape() -> None:
-    response = DemoModel(delay_seconds=0).converse(**request(user("I need help with an order")))
-
-    assert response["output"]["message"]["role"] == "assistant"
-    assert response["stopReason"] == "end_turn"
-    usage = response["usage"]
+    assert message["content"]
+    assert stop_reason in {"end_turn", "tool_use"}
+    usage = metadata["usage"]
     assert usage["inputTokens"] > 0
     assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
-    assert isinstance(response["metrics"]["latencyMs"], int)
+    assert isinstance(metadata["metrics"]["latencyMs"], int)
 
 
 def test_text_streams_in_small_chunks_and_tool_input_as_a_json_string() -> None:
@@ -159,68 +153,63 @@ def test_text_streams_in_small_chunks_and_tool_input_as_a_json_string() -> None:
 
 
 def test_it_asks_for_the_order_id_then_looks_the_order_up() -> None:
-    model = DemoModel(delay_seconds=0)
-    first = model.converse(**request(user("I need help with an order")))["output"]["message"]
+    first, _ = respond(user("I need help with an order"))
     assert "order number" in visible_text(first)
 
-    second = model.converse(**request(user("My order is 32057")))
-    uses = [b["toolUse"] for b in second["output"]["message"]["content"] if "toolUse" in b]
+    second, _ = respond(user("My order is 32057"))
+    uses = [b["toolUse"] for b in second["content"] if "toolUse" in b]
     assert [(u["name"], u["input"]) for u in uses] == [("get_order_by_id", {"order_id": "32057"})]
 
 
 def test_it_summarises_a_looked_up_order() -> None:
-    reply = DemoModel(delay_seconds=0).converse(**request(*CONVERSATIONS[3]))
+    message, stop_reason = respond(*CONVERSATIONS[3])
 
-    assert reply["stopReason"] == "end_turn"
-    text = visible_text(reply["output"]["message"])
+    assert stop_reason == "end_turn"
+    text = visible_text(message)
     assert text.startswith(PREFIX)
     assert "Your order 32057: 1 × Backpack at $59.99, status Shipped" in text
 
 
 def test_it_thinks_in_thinking_tags_and_labels_every_reply() -> None:
-    reply = DemoModel(delay_seconds=0).converse(**request(user("Hello")))
-    raw = reply["output"]["message"]["content"][0]["text"]
+    message, _ = respond(user("Hello"))
+    raw = message["content"][0]["text"]
 
     assert raw.startswith("<thinking>")
     assert f"<reply>{PREFIX}" in raw
-    assert "thinking" not in visible_text(reply["output"]["message"])
+    assert "thinking" not in visible_text(message)
 
 
 def test_it_quotes_text_it_does_not_understand() -> None:
     attack = "<img src=x onerror=alert(1)>"
-    reply = DemoModel(delay_seconds=0).converse(**request(user(attack)))
+    message, _ = respond(user(attack))
 
-    text = visible_text(reply["output"]["message"])
+    text = visible_text(message)
     assert text.startswith(PREFIX)
     assert attack in text
 
 
 def test_a_quoted_reply_tag_cannot_end_the_reply_early() -> None:
-    reply = DemoModel(delay_seconds=0).converse(**request(user("zzz</reply>hidden<reply>")))
+    message, _ = respond(user("zzz</reply>hidden<reply>"))
 
-    assert "zzzhidden" in visible_text(reply["output"]["message"])
+    assert "zzzhidden" in visible_text(message)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(min_size=1, max_size=300).filter(str.strip))
 def test_it_answers_any_text_with_a_labelled_reply_or_one_valid_tool_call(text: str) -> None:
-    response = DemoModel(delay_seconds=0).converse(**request(user(text)))
+    message, stop_reason = respond(user(text))
 
-    message = response["output"]["message"]
-    if response["stopReason"] == "tool_use":
+    if stop_reason == "tool_use":
         uses = [b["toolUse"] for b in message["content"] if "toolUse" in b]
         assert len(uses) == 1
         assert uses[0]["name"] in {"get_user", "get_order_by_id", "get_customer_orders"}
     else:
-        assert response["stopReason"] == "end_turn"
+        assert stop_reason == "end_turn"
         assert visible_text(message).startswith(PREFIX)
 
 
 def test_it_is_deterministic() -> None:
-    body = request(user("My order is 32057"))
-    assert DemoModel(delay_seconds=0).converse(**body) == DemoModel(delay_seconds=0).converse(
-        **body
-    )
+    assert respond(user("My order is 32057")) == respond(user("My order is 32057"))
 
 
 @pytest.mark.parametrize(
@@ -248,16 +237,16 @@ def test_it_is_deterministic() -> None:
 )
 def test_it_rejects_histories_that_converse_rejects(messages: list[dict[str, Any]]) -> None:
     with pytest.raises(ModelRequestRejected):
-        DemoModel(delay_seconds=0).converse(**request(*messages))
+        DemoModel(delay_seconds=0).converse_stream(**request(*messages))
 
 
 class _OrderTools:
-    specs = tool_specs()
+    specs = registry.specs()
 
     def needs_confirmation(self, name: str, tool_input: dict[str, Any]) -> bool:
         return False
 
-    def describe(self, name: str, tool_input: dict[str, Any]) -> str:
+    def status_text(self, name: str, tool_input: dict[str, Any]) -> str:
         return name
 
     def run(self, name: str, tool_input: dict[str, Any]) -> ToolOutcome:
@@ -282,8 +271,7 @@ class _ListSink:
         pass
 
 
-@pytest.mark.parametrize("stream", [True, False])
-def test_the_tool_loop_gets_the_same_turn_streamed_or_not(stream: bool) -> None:
+def test_the_tool_loop_runs_a_whole_turn_against_it() -> None:
     config = TurnConfig(
         model_id="demo",
         system_prompt="",
@@ -291,7 +279,6 @@ def test_the_tool_loop_gets_the_same_turn_streamed_or_not(stream: bool) -> None:
         additional_model_request_fields={},
         max_model_calls=4,
         deadline_seconds=30,
-        stream=stream,
     )
     sink = _ListSink()
     result = run_turn(

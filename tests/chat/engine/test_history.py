@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.history import (
+from chat.engine.history import (
     MISSING_RESULT_TEXT,
     PLACEHOLDER_TEXT,
     has_tool_blocks,

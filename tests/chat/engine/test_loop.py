@@ -1,4 +1,7 @@
-"""The pure tool loop against a scripted model: no database, no network, no sleeping."""
+"""The pure tool loop against a scripted model: no database, no network, no sleeping.
+
+Every model call streams (``converse_stream``), as in production.
+"""
 
 import json
 import logging
@@ -6,26 +9,26 @@ from typing import Any
 
 import pytest
 
-from chat.agent import (
+from chat.engine.client import ModelBusy, ModelError, ModelRequestRejected, ModelUnavailable
+from chat.engine.history import MISSING_RESULT_TEXT, repair, violations
+from chat.engine.loop import (
     BLOCKED_TEXT,
     CAPPED_TEXT,
     CONTEXT_WINDOW_TEXT,
     DEADLINE_TEXT,
     EMPTY_TEXT,
-    INTERNAL_ERROR_TEXT,
     MALFORMED_TEXT,
     MAX_TOKENS_TEXT,
-    NOT_AN_OBJECT_TEXT,
-    ONE_AT_A_TIME_TEXT,
     UNKNOWN_STOP_TEXT,
-    PendingConfirmation,
-    ToolOutcome,
-    TurnResult,
-    complete_pending,
     run_turn,
 )
-from chat.history import MISSING_RESULT_TEXT, repair, violations
-from chat.modelapi import ModelBusy, ModelError, ModelRequestRejected, ModelUnavailable
+from chat.engine.toolcalls import (
+    INTERNAL_ERROR_TEXT,
+    NOT_AN_OBJECT_TEXT,
+    ONE_AT_A_TIME_TEXT,
+    complete_pending,
+)
+from chat.engine.types import PendingConfirmation, ToolOutcome, TurnResult
 from tests.chat.scripted import (
     FakeClock,
     FakeTools,
@@ -43,11 +46,6 @@ REPLY = (
     "Okay. <thinking>\nThe customer wants order details; I need the id.\n</thinking>\n\n"
     "<reply>\nSure, what is your order id?\n</reply>"
 )
-
-
-@pytest.fixture(params=[True, False], ids=["stream", "converse"])
-def stream(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param)
 
 
 def turn(
@@ -82,34 +80,33 @@ def sent_texts(model: ScriptedModel) -> str:
 # Plain answers
 
 
-def test_it_answers_with_the_reply_text_only(stream: bool) -> None:
+def test_it_answers_with_the_reply_text_only() -> None:
     model = ScriptedModel(text_response(REPLY))
-    result, sink = turn(model, stream=stream)
+    result, sink = turn(model)
 
     assert result == TurnResult("answered", "Sure, what is your order id?", "end_turn")
     assert sink.streamed == "Sure, what is your order id?"
-    assert model.operations == ["converse_stream" if stream else "converse"]
 
 
-def test_it_keeps_the_thinking_in_the_stored_message(stream: bool) -> None:
+def test_it_keeps_the_thinking_in_the_stored_message() -> None:
     model = ScriptedModel(text_response(REPLY))
-    _, sink = turn(model, stream=stream)
+    _, sink = turn(model)
 
     assert sink.appended == [[{"role": "assistant", "content": [{"text": REPLY}]}]]
     assert "thinking" not in sink.streamed
 
 
-def test_it_shows_an_untagged_answer_without_its_thinking(stream: bool) -> None:
+def test_it_shows_an_untagged_answer_without_its_thinking() -> None:
     model = ScriptedModel(text_response("<thinking>easy</thinking>Hello! How can I help?"))
-    result, sink = turn(model, stream=stream)
+    result, sink = turn(model)
 
     assert result.reply == "Hello! How can I help?"
     assert sink.streamed == "Hello! How can I help?"
 
 
-def test_it_sends_the_converse_request_the_original_design_sends(stream: bool) -> None:
+def test_it_sends_the_converse_request_the_original_design_sends() -> None:
     model = ScriptedModel(text_response(REPLY))
-    turn(model, stream=stream)
+    turn(model)
 
     request = model.requests[0]
     assert request["modelId"] == "test-model"
@@ -127,7 +124,7 @@ def test_it_sends_the_converse_request_the_original_design_sends(stream: bool) -
     assert "guardrailConfig" not in request
 
 
-def test_it_records_usage_and_latency_of_each_call(stream: bool) -> None:
+def test_it_records_usage_and_latency_of_each_call() -> None:
     usage = {
         "inputTokens": 120,
         "outputTokens": 30,
@@ -136,7 +133,7 @@ def test_it_records_usage_and_latency_of_each_call(stream: bool) -> None:
         "cacheWriteInputTokens": 40,
     }
     model = ScriptedModel(text_response(REPLY, usage=usage, latency_ms=345))
-    _, sink = turn(model, stream=stream)
+    _, sink = turn(model)
 
     [record] = sink.calls
     assert (record.model_id, record.stop_reason, record.error) == ("test-model", "end_turn", "")
@@ -145,15 +142,15 @@ def test_it_records_usage_and_latency_of_each_call(stream: bool) -> None:
     assert record.latency_ms == 345
 
 
-def test_it_measures_latency_with_the_clock_when_metrics_are_missing(stream: bool) -> None:
+def test_it_measures_latency_with_the_clock_when_metrics_are_missing() -> None:
     clock = FakeClock()
     model = ScriptedModel(text_response(REPLY, latency_ms=None), clock=clock, seconds_per_call=1.5)
-    _, sink = turn(model, stream=stream, clock=clock)
+    _, sink = turn(model, clock=clock)
 
     assert sink.calls[0].latency_ms == 1500
 
 
-def test_it_repairs_a_broken_history_before_sending_it(stream: bool) -> None:
+def test_it_repairs_a_broken_history_before_sending_it() -> None:
     history = [
         user("my order is 32057"),
         {"role": "assistant", "content": [tool_call("t1", "get_order_by_id", {"order_id": "1"})]},
@@ -161,7 +158,7 @@ def test_it_repairs_a_broken_history_before_sending_it(stream: bool) -> None:
         user("hello?"),
     ]
     model = ScriptedModel(text_response("<reply>Hi</reply>"))
-    turn(model, history, stream=stream)
+    turn(model, history)
 
     sent = model.requests[0]["messages"]
     assert violations(sent) == []
@@ -172,13 +169,13 @@ def test_it_repairs_a_broken_history_before_sending_it(stream: bool) -> None:
 # Tools
 
 
-def test_it_runs_a_tool_and_sends_its_result_back(stream: bool) -> None:
+def test_it_runs_a_tool_and_sends_its_result_back() -> None:
     tools = FakeTools()
     model = ScriptedModel(
         tool_response(tool_call("t1", "get_order_by_id", {"order_id": "32057"})),
         text_response("<reply>Your backpack has shipped.</reply>"),
     )
-    result, sink = turn(model, [user("my order is 32057")], tools=tools, stream=stream)
+    result, sink = turn(model, [user("my order is 32057")], tools=tools)
 
     assert result.outcome == "answered"
     assert result.reply == "Your backpack has shipped."
@@ -198,7 +195,7 @@ def test_it_runs_a_tool_and_sends_its_result_back(stream: bool) -> None:
     assert sink.appended[0][1] == answer
 
 
-def test_it_answers_parallel_tool_calls_together_in_order(stream: bool) -> None:
+def test_it_answers_parallel_tool_calls_together_in_order() -> None:
     tools = FakeTools()
     model = ScriptedModel(
         tool_response(
@@ -208,7 +205,7 @@ def test_it_answers_parallel_tool_calls_together_in_order(stream: bool) -> None:
         ),
         text_response("<reply>Here they are.</reply>"),
     )
-    turn(model, tools=tools, stream=stream)
+    turn(model, tools=tools)
 
     second = model.requests[1]["messages"]
     assert [m["role"] for m in second] == ["user", "assistant", "user"]
@@ -219,25 +216,25 @@ def test_it_answers_parallel_tool_calls_together_in_order(stream: bool) -> None:
     assert [name for name, _ in tools.ran] == ["get_order_by_id"] * 3
 
 
-def test_it_wraps_a_non_object_tool_result_in_an_object(stream: bool) -> None:
+def test_it_wraps_a_non_object_tool_result_in_an_object() -> None:
     model = ScriptedModel(
         tool_response(tool_call("t1", "get_customer_orders", {})),
         text_response("<reply>You have two orders.</reply>"),
     )
-    turn(model, stream=stream)
+    turn(model)
 
     [result] = tool_results(model.requests[1]["messages"][-1])
     assert list(result["content"][0]["json"]) == ["result"]
     assert len(result["content"][0]["json"]["result"]) == 2
 
 
-def test_it_parses_tool_input_sent_as_a_json_string(stream: bool) -> None:
+def test_it_parses_tool_input_sent_as_a_json_string() -> None:
     tools = FakeTools()
     model = ScriptedModel(
         tool_response(tool_call("t1", "get_order_by_id", '{"order_id": "32057"}')),
         text_response("<reply>Shipped.</reply>"),
     )
-    _, sink = turn(model, tools=tools, stream=stream)
+    _, sink = turn(model, tools=tools)
 
     assert tools.ran == [("get_order_by_id", {"order_id": "32057"})]
     stored_call = sink.appended[0][0]["content"][1]["toolUse"]
@@ -245,13 +242,13 @@ def test_it_parses_tool_input_sent_as_a_json_string(stream: bool) -> None:
 
 
 @pytest.mark.parametrize("raw", ['["32057"]', "{not json", '"32057"'])
-def test_it_refuses_tool_input_that_is_not_a_json_object(stream: bool, raw: str) -> None:
+def test_it_refuses_tool_input_that_is_not_a_json_object(raw: str) -> None:
     tools = FakeTools()
     model = ScriptedModel(
         tool_response(tool_call("t1", "get_order_by_id", raw)),
         text_response("<reply>Which order?</reply>"),
     )
-    result, _ = turn(model, tools=tools, stream=stream)
+    result, _ = turn(model, tools=tools)
 
     assert tools.ran == []
     [tool_result] = tool_results(model.requests[1]["messages"][-1])
@@ -260,7 +257,7 @@ def test_it_refuses_tool_input_that_is_not_a_json_object(stream: bool, raw: str)
     assert result.outcome == "answered"
 
 
-def test_it_reports_unknown_tools_and_invalid_input_and_carries_on(stream: bool) -> None:
+def test_it_reports_unknown_tools_and_invalid_input_and_carries_on() -> None:
     tools = FakeTools()
     model = ScriptedModel(
         tool_response(
@@ -271,7 +268,7 @@ def test_it_reports_unknown_tools_and_invalid_input_and_carries_on(stream: bool)
         ),
         text_response("<reply>Done.</reply>"),
     )
-    result, _ = turn(model, tools=tools, stream=stream)
+    result, _ = turn(model, tools=tools)
 
     results = tool_results(model.requests[1]["messages"][-1])
     assert [r["status"] for r in results] == ["error", "error", "error", "success"]
@@ -287,14 +284,14 @@ def test_it_reports_unknown_tools_and_invalid_input_and_carries_on(stream: bool)
 
 
 def test_it_hides_an_unexpected_tool_failure_from_the_model(
-    stream: bool, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     model = ScriptedModel(
         tool_response(tool_call("t1", "explode", {})),
         text_response("<reply>Sorry, something broke.</reply>"),
     )
-    with caplog.at_level(logging.ERROR, logger="chat.agent"):
-        result, _ = turn(model, stream=stream)
+    with caplog.at_level(logging.ERROR, logger="chat.engine.toolcalls"):
+        result, _ = turn(model)
 
     [tool_result] = tool_results(model.requests[1]["messages"][-1])
     assert tool_result["content"] == [{"text": INTERNAL_ERROR_TEXT}]
@@ -303,9 +300,7 @@ def test_it_hides_an_unexpected_tool_failure_from_the_model(
     assert result.outcome == "answered"
 
 
-def test_it_shows_reply_text_of_a_tool_calling_message_but_not_its_narration(
-    stream: bool,
-) -> None:
+def test_it_shows_reply_text_of_a_tool_calling_message_but_not_its_narration() -> None:
     model = ScriptedModel(
         tool_response(
             tool_call("t1", "get_order_by_id", {"order_id": "32057"}),
@@ -313,15 +308,13 @@ def test_it_shows_reply_text_of_a_tool_calling_message_but_not_its_narration(
         ),
         text_response("Found it.\n</thinking>\n<reply>It has shipped.</reply>"),
     )
-    result, sink = turn(model, stream=stream)
+    result, sink = turn(model)
 
     assert result.reply == "Let me look that up.\n\nIt has shipped."
     assert sink.streamed == result.reply
 
 
-def test_it_sends_tool_config_even_without_tools_when_history_has_tool_blocks(
-    stream: bool,
-) -> None:
+def test_it_sends_tool_config_even_without_tools_when_history_has_tool_blocks() -> None:
     tools = FakeTools()
     tools.specs = []
     history = [
@@ -335,7 +328,7 @@ def test_it_sends_tool_config_even_without_tools_when_history_has_tool_blocks(
         user("thanks"),
     ]
     model = ScriptedModel(text_response("<reply>You're welcome.</reply>"))
-    turn(model, history, tools=tools, stream=stream)
+    turn(model, history, tools=tools)
 
     names = [t["toolSpec"]["name"] for t in model.requests[0]["toolConfig"]["tools"]]
     assert names == ["get_order_by_id"]
@@ -357,10 +350,10 @@ def test_it_sends_tool_config_even_without_tools_when_history_has_tool_blocks(
     ],
 )
 def test_it_ends_the_turn_safely_at_an_abnormal_stop_reason(
-    stream: bool, stop_reason: str, error_kind: str, text: str, stored: bool
+    stop_reason: str, error_kind: str, text: str, stored: bool
 ) -> None:
     model = ScriptedModel(text_response("<reply>Partial answer", stop_reason))
-    result, sink = turn(model, stream=stream)
+    result, sink = turn(model)
 
     assert result == TurnResult("failed", text, stop_reason, error_kind=error_kind)
     if stored:
@@ -372,47 +365,47 @@ def test_it_ends_the_turn_safely_at_an_abnormal_stop_reason(
     assert sink.calls[0].stop_reason == stop_reason
 
 
-def test_it_answers_at_a_stop_sequence(stream: bool) -> None:
+def test_it_answers_at_a_stop_sequence() -> None:
     model = ScriptedModel(text_response("<reply>Here you go.</reply>", "stop_sequence"))
-    result, _ = turn(model, stream=stream)
+    result, _ = turn(model)
 
     assert result == TurnResult("answered", "Here you go.", "stop_sequence")
 
 
-def test_it_never_streams_text_the_guardrail_blocked(stream: bool) -> None:
+def test_it_never_streams_text_the_guardrail_blocked() -> None:
     model = ScriptedModel(
         text_response("Sorry, the model cannot answer this.", "guardrail_intervened")
     )
-    result, sink = turn(model, stream=stream)
+    result, sink = turn(model)
 
     assert sink.deltas == []
     assert result.reply == BLOCKED_TEXT
 
 
-def test_it_drops_an_unfinished_tool_call_cut_off_by_max_tokens(stream: bool) -> None:
+def test_it_drops_an_unfinished_tool_call_cut_off_by_max_tokens() -> None:
     cut = response(
         [{"text": "<thinking>call it"}, tool_call("t1", "get_order_by_id", '{"order_')],
         "max_tokens",
     )
     tools = FakeTools()
-    result, sink = turn(ScriptedModel(cut), tools=tools, stream=stream)
+    result, sink = turn(ScriptedModel(cut), tools=tools)
 
     assert result.error_kind == "max_tokens"
     assert tools.ran == []
     assert sink.appended == [[{"role": "assistant", "content": [{"text": "<thinking>call it"}]}]]
 
 
-def test_it_fails_politely_when_the_model_shows_nothing(stream: bool) -> None:
+def test_it_fails_politely_when_the_model_shows_nothing() -> None:
     model = ScriptedModel(text_response("<thinking>hmm, not sure</thinking>"))
-    result, sink = turn(model, stream=stream)
+    result, sink = turn(model)
 
     assert result == TurnResult("failed", EMPTY_TEXT, "end_turn", error_kind="empty")
     assert len(sink.appended) == 1  # the message is valid history, so it is kept
 
 
-def test_it_does_not_store_an_empty_message(stream: bool) -> None:
+def test_it_does_not_store_an_empty_message() -> None:
     model = ScriptedModel(response([{"text": "  \n"}], "end_turn"))
-    result, sink = turn(model, stream=stream)
+    result, sink = turn(model)
 
     assert result.error_kind == "empty"
     assert sink.appended == []
@@ -421,13 +414,13 @@ def test_it_does_not_store_an_empty_message(stream: bool) -> None:
 # Limits
 
 
-def test_it_stops_after_the_model_call_cap(stream: bool) -> None:
+def test_it_stops_after_the_model_call_cap() -> None:
     calls = [
         tool_response(tool_call(f"t{i}", "get_order_by_id", {"order_id": "32057"}))
         for i in range(3)
     ]
     model = ScriptedModel(*calls)
-    result, sink = turn(model, stream=stream, max_model_calls=3)
+    result, sink = turn(model, max_model_calls=3)
 
     assert result == TurnResult("failed", CAPPED_TEXT, None, error_kind="capped")
     assert len(model.requests) == 3
@@ -436,14 +429,14 @@ def test_it_stops_after_the_model_call_cap(stream: bool) -> None:
     assert violations([user("hi"), *sink.stored]) == []
 
 
-def test_it_stops_before_a_call_once_the_deadline_has_passed(stream: bool) -> None:
+def test_it_stops_before_a_call_once_the_deadline_has_passed() -> None:
     clock = FakeClock()
     model = ScriptedModel(
         tool_response(tool_call("t1", "get_order_by_id", {"order_id": "32057"})),
         text_response("<reply>never</reply>"),
     )
     tools = FakeTools(clock=clock, seconds_per_run=45)
-    result, sink = turn(model, tools=tools, stream=stream, clock=clock, deadline_seconds=30)
+    result, sink = turn(model, tools=tools, clock=clock, deadline_seconds=30)
 
     assert result == TurnResult("failed", DEADLINE_TEXT, None, error_kind="deadline")
     assert len(model.requests) == 1
@@ -453,7 +446,7 @@ def test_it_stops_before_a_call_once_the_deadline_has_passed(stream: bool) -> No
 def test_it_abandons_a_stream_that_runs_past_the_deadline() -> None:
     clock = FakeClock()
     model = ScriptedModel(text_response(REPLY), clock=clock, seconds_per_event=10)
-    result, sink = turn(model, stream=True, clock=clock, deadline_seconds=25)
+    result, sink = turn(model, clock=clock, deadline_seconds=25)
 
     assert result.error_kind == "deadline"
     assert sink.appended == []
@@ -473,13 +466,11 @@ def test_it_abandons_a_stream_that_runs_past_the_deadline() -> None:
         (ModelError("other"), "unavailable"),
     ],
 )
-def test_it_ends_the_turn_with_the_errors_customer_message(
-    stream: bool, error: ModelError, kind: str
-) -> None:
+def test_it_ends_the_turn_with_the_errors_customer_message(error: ModelError, kind: str) -> None:
     model = ScriptedModel(
         tool_response(tool_call("t1", "get_order_by_id", {"order_id": "32057"})), error
     )
-    result, sink = turn(model, stream=stream)
+    result, sink = turn(model)
 
     assert result == TurnResult("failed", error.customer_message, None, error_kind=kind)
     assert [record.error for record in sink.calls] == ["", kind]
@@ -494,7 +485,7 @@ def test_it_handles_a_model_error_in_the_middle_of_a_stream() -> None:
         ModelUnavailable("connection reset"),
     ]
     model = ScriptedModel(events)
-    result, sink = turn(model, stream=True)
+    result, sink = turn(model)
 
     assert result.error_kind == "unavailable"
     assert sink.appended == []
@@ -514,7 +505,7 @@ def test_it_handles_a_model_error_in_the_middle_of_a_stream() -> None:
 )
 def test_it_treats_stream_error_events_as_model_errors(event: str, kind: str) -> None:
     model = ScriptedModel([{"messageStart": {"role": "assistant"}}, {event: {"message": "boom"}}])
-    result, _ = turn(model, stream=True)
+    result, _ = turn(model)
 
     assert (result.outcome, result.error_kind) == ("failed", kind)
     assert "boom" not in result.reply
@@ -522,9 +513,6 @@ def test_it_treats_stream_error_events_as_model_errors(event: str, kind: str) ->
 
 def test_it_lets_other_exceptions_from_the_client_propagate() -> None:
     class Broken:
-        def converse(self, **kwargs: Any) -> dict[str, Any]:
-            raise KeyError("bug")
-
         def converse_stream(self, **kwargs: Any) -> dict[str, Any]:
             raise KeyError("bug")
 
@@ -560,7 +548,7 @@ def test_it_streams_reply_text_with_tags_split_across_deltas() -> None:
         {"messageStop": {"stopReason": "end_turn"}},
         {"metadata": {"usage": {"inputTokens": 1, "outputTokens": 2}, "metrics": {"latencyMs": 7}}},
     ]
-    result, sink = turn(ScriptedModel(events), stream=True)
+    result, sink = turn(ScriptedModel(events))
 
     assert result.reply == "Hello <b> there"
     assert sink.streamed == "Hello <b> there"
@@ -570,7 +558,7 @@ def test_it_streams_reply_text_with_tags_split_across_deltas() -> None:
 
 def test_it_streams_reply_text_as_it_arrives() -> None:
     model = ScriptedModel(text_response("<reply>One two three four.</reply>"), chunk=4)
-    _, sink = turn(model, stream=True)
+    _, sink = turn(model)
 
     assert len(sink.deltas) > 3
     assert sink.streamed == "One two three four."
@@ -586,7 +574,7 @@ def test_it_assembles_tool_calls_from_stream_chunks() -> None:
         text_response("<reply>ok</reply>"),
         chunk=2,
     )
-    _, sink = turn(model, tools=tools, stream=True)
+    _, sink = turn(model, tools=tools)
 
     assert tools.ran == [("get_order_by_id", {"order_id": "32057"}), ("get_customer_orders", {})]
     assistant = sink.appended[0][0]
@@ -621,7 +609,7 @@ def test_it_keeps_reasoning_blocks_from_the_stream() -> None:
         {"contentBlockDelta": {"delta": {"text": "<reply>Hi</reply>"}, "contentBlockIndex": 1}},
         {"messageStop": {"stopReason": "end_turn"}},
     ]
-    result, sink = turn(ScriptedModel(events), stream=True)
+    result, sink = turn(ScriptedModel(events))
 
     assert result.reply == "Hi"
     assert sink.stored[0]["content"][0] == {
@@ -632,12 +620,12 @@ def test_it_keeps_reasoning_blocks_from_the_stream() -> None:
 # Caching and guardrails
 
 
-def test_it_places_cache_points_when_prompt_caching_is_on(stream: bool) -> None:
+def test_it_places_cache_points_when_prompt_caching_is_on() -> None:
     model = ScriptedModel(
         tool_response(tool_call("t1", "get_order_by_id", {"order_id": "32057"})),
         text_response("<reply>ok</reply>"),
     )
-    _, sink = turn(model, stream=stream, prompt_caching=True)
+    _, sink = turn(model, prompt_caching=True)
 
     point = {"cachePoint": {"type": "default"}}
     for request in model.requests:
@@ -652,27 +640,29 @@ def sent_texts_count(request: dict[str, Any], needle: str) -> int:
     return json.dumps(request).count(needle)
 
 
-def test_it_places_no_cache_points_when_prompt_caching_is_off(stream: bool) -> None:
+def test_it_places_no_cache_points_when_prompt_caching_is_off() -> None:
     model = ScriptedModel(text_response("<reply>ok</reply>"))
-    turn(model, stream=stream)
+    turn(model)
 
     assert "cachePoint" not in json.dumps(model.requests)
 
 
-def test_it_sends_the_guardrail_configuration(stream: bool) -> None:
+def test_it_sends_the_guardrail_configuration() -> None:
     model = ScriptedModel(text_response("<reply>ok</reply>"))
-    turn(model, stream=stream, guardrail=("gr-123", "4"))
+    turn(model, guardrail=("gr-123", "4"))
 
-    expected = {"guardrailIdentifier": "gr-123", "guardrailVersion": "4"}
-    if stream:
-        expected["streamProcessingMode"] = "sync"
-    assert model.requests[0]["guardrailConfig"] == expected
+    # Sync mode checks each chunk before it is streamed, so blocked text never reaches the page.
+    assert model.requests[0]["guardrailConfig"] == {
+        "guardrailIdentifier": "gr-123",
+        "guardrailVersion": "4",
+        "streamProcessingMode": "sync",
+    }
 
 
 # Confirmation gate
 
 
-def paused_turn(stream: bool) -> tuple[TurnResult, RecordingSink, FakeTools, ScriptedModel]:
+def paused_turn() -> tuple[TurnResult, RecordingSink, FakeTools, ScriptedModel]:
     tools = FakeTools()
     model = ScriptedModel(
         tool_response(
@@ -684,12 +674,12 @@ def paused_turn(stream: bool) -> tuple[TurnResult, RecordingSink, FakeTools, Scr
         ),
         text_response("<reply>Order 37129 is cancelled.</reply>"),
     )
-    result, sink = turn(model, [user("cancel 37129")], tools=tools, stream=stream)
+    result, sink = turn(model, [user("cancel 37129")], tools=tools)
     return result, sink, tools, model
 
 
-def test_it_pauses_before_a_tool_that_needs_confirmation(stream: bool) -> None:
-    result, sink, tools, _ = paused_turn(stream)
+def test_it_pauses_before_a_tool_that_needs_confirmation() -> None:
+    result, sink, tools, _ = paused_turn()
 
     assert result.outcome == "awaiting_confirmation"
     assert result.reply == "I'll cancel order 37129 once you confirm."
@@ -710,8 +700,8 @@ def test_it_pauses_before_a_tool_that_needs_confirmation(stream: bool) -> None:
     assert sink.appended[0][0]["role"] == "assistant"
 
 
-def test_it_resumes_after_the_customer_confirms(stream: bool) -> None:
-    result, sink, tools, model = paused_turn(stream)
+def test_it_resumes_after_the_customer_confirms() -> None:
+    result, sink, tools, model = paused_turn()
     assert result.pending is not None
     pending = PendingConfirmation.from_dict(json.loads(json.dumps(result.pending.to_dict())))
     decided = tools.run(pending.name, pending.tool_input)
@@ -722,13 +712,13 @@ def test_it_resumes_after_the_customer_confirms(stream: bool) -> None:
     assert [r["status"] for r in tool_results(answer)] == ["success"] * 3 + ["error"]
     assert tools.ran[-1] == ("get_order_by_id", {"order_id": "32057"})
     history = [user("cancel 37129"), *sink.stored, answer]
-    resumed, _ = turn(model, history, tools=tools, stream=stream)
+    resumed, _ = turn(model, history, tools=tools)
     assert resumed == TurnResult("answered", "Order 37129 is cancelled.", "end_turn")
     assert model.requests[-1]["messages"] == history
 
 
-def test_it_tells_the_model_when_the_customer_declines(stream: bool) -> None:
-    result, sink, tools, _ = paused_turn(stream)
+def test_it_tells_the_model_when_the_customer_declines() -> None:
+    result, sink, tools, _ = paused_turn()
     assert result.pending is not None
     declined = ToolOutcome("error", "The customer declined the cancellation.")
 
@@ -742,8 +732,8 @@ def test_it_tells_the_model_when_the_customer_declines(stream: bool) -> None:
     assert ("cancel_order", {"order_id": "37129"}) not in tools.ran
 
 
-def test_it_completes_a_pending_confirmation_stored_without_its_calls(stream: bool) -> None:
-    result, sink, tools, _ = paused_turn(stream)
+def test_it_completes_a_pending_confirmation_stored_without_its_calls() -> None:
+    result, sink, tools, _ = paused_turn()
     assert result.pending is not None
     bare = PendingConfirmation(
         result.pending.tool_use_id,

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.replies import ReplyStream, extract_reply, visible_text
+from chat.engine.replies import ReplyStream, extract_reply, visible_text
 
 ORIGINAL = (
     "Okay, let's see how I can assist you with your order. <thinking>\nTo look up details "
