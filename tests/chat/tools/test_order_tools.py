@@ -1,12 +1,15 @@
-"""The tools only ever see the signed-in customer's data, whatever the model asks for."""
+"""The order tools only ever see the signed-in customer's data, whatever the model asks for."""
 
+import json
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from chat.engine.registry import BoundTools, ToolContext
 from chat.models import PendingAction
-from chat.tools import CustomerTools
+from chat.tools import registry
 from orders.models import Customer, OrderEvent, OrderStatus
 from tests.chat.factories import (
     database_snapshot,
@@ -20,8 +23,17 @@ from tests.conftest import make_order
 pytestmark = pytest.mark.django_db
 
 
-def tools_for(customer: Customer) -> CustomerTools:
-    return CustomerTools(customer=customer, conversation_id=uuid.uuid4())
+def no_person(reason: str) -> bool:
+    raise AssertionError("the order tools never ask for a person")
+
+
+def tools_for(customer: Customer, conversation_id: uuid.UUID | None = None) -> BoundTools:
+    context = ToolContext(
+        customer=customer,
+        conversation_id=conversation_id or uuid.uuid4(),
+        request_person=no_person,
+    )
+    return registry.bind(context)
 
 
 def test_it_refuses_every_tool_call_for_bobs_data_while_alice_is_signed_in(
@@ -165,7 +177,7 @@ def test_running_cancel_order_without_confirmation_never_cancels(alice: Customer
 def test_a_confirmed_cancel_runs_through_the_order_service_once(alice: Customer) -> None:
     make_order("40001", alice, status=OrderStatus.PROCESSING)
     conversation_id = uuid.uuid4()
-    tools = CustomerTools(customer=alice, conversation_id=conversation_id)
+    tools = tools_for(alice, conversation_id)
 
     first = tools.run_confirmed("cancel_order", {"order_id": "40001"})
     second = tools.run_confirmed("cancel_order", {"order_id": "40001"})
@@ -186,24 +198,20 @@ def test_a_confirmed_cancel_runs_through_the_order_service_once(alice: Customer)
 def test_it_describes_each_call_for_the_customer(alice: Customer) -> None:
     tools = tools_for(alice)
 
-    assert tools.describe("get_order_by_id", {"order_id": "32057"}) == "Looking up order 32057…"
+    assert tools.status_text("get_order_by_id", {"order_id": "32057"}) == "Looking up order 32057…"
     assert (
-        tools.describe("get_customer_orders", {"customer_id": alice.id})
+        tools.status_text("get_customer_orders", {"customer_id": alice.id})
         == "Looking up your orders…"
     )
-    assert tools.describe("get_user", {"key": "email", "value": "x"}) == "Checking your account…"
+    assert tools.status_text("get_user", {"key": "email", "value": "x"}) == "Checking your account…"
     assert (
-        tools.describe("cancel_order", {"order_id": "37129"}) == "Preparing to cancel order 37129…"
+        tools.status_text("cancel_order", {"order_id": "37129"})
+        == "Preparing to cancel order 37129…"
     )
 
 
 def test_the_specs_keep_the_original_names_and_input_schemas() -> None:
-    import json
-    from pathlib import Path
-
-    from chat.prompts import TOOL_SPECS
-
-    reference = Path(__file__).parent / "reference_tool_specs.json"
+    reference = Path(__file__).parents[1] / "reference_tool_specs.json"
     original = json.loads(reference.read_text())["tools"]
 
     def shape(spec: dict) -> tuple:
@@ -214,4 +222,5 @@ def test_the_specs_keep_the_original_names_and_input_schemas() -> None:
         }
         return spec["toolSpec"]["name"], schema["type"], properties, schema["required"]
 
-    assert [shape(s) for s in TOOL_SPECS] == [shape(s) for s in original]
+    order_tools = registry.specs()[: len(original)]
+    assert [shape(s) for s in order_tools] == [shape(s) for s in original]
