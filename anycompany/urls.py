@@ -3,8 +3,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from chat import views as chat_views
-from chat.admin import dashboard_view
+from chat.live import views as chat_views
+from chat.staff.dashboard import dashboard_view
 
 urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="support_dashboard"),

@@ -1,4 +1,4 @@
-"""Benchmark: one customer turn through the chat service with the offline demo model.
+"""Benchmark: one customer turn through the live chat with the offline demo model.
 
 Measures what the app adds around the model: persistence, history, tools and the database.
 Runs against ``DATABASE_URL`` in a throwaway test database (created and dropped here).
@@ -27,8 +27,9 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_databases, teardown_databases  # noqa: E402
 
-from chat import services  # noqa: E402
-from chat.demo_model import DemoModel  # noqa: E402
+from chat.engine.demo.model import DemoModel  # noqa: E402
+from chat.live.conversations import conversation_start  # noqa: E402
+from chat.live.turns import turn_submit  # noqa: E402
 from orders.models import Customer  # noqa: E402
 from orders.services import customer_login_ensure  # noqa: E402
 
@@ -38,11 +39,11 @@ SCRIPT = ["I need help with an order", "My order is 37129"]
 def one_conversation(customer_id: str) -> list[float]:
     customer = Customer.objects.select_related("user").get(pk=customer_id)
     assert customer.user is not None
-    conversation = services.conversation_start(user=customer.user)
+    conversation = conversation_start(user=customer.user)
     timings = []
     for text in SCRIPT:
         started = time.perf_counter()
-        services.turn_submit(
+        turn_submit(
             conversation=conversation,
             user=customer.user,
             text=text,

@@ -1,146 +1,82 @@
-"""The chat websocket: authenticate, validate frames, hand turns to the chat service, relay events.
+"""The customer's chat websocket: authenticate, check frames, hand turns on, relay events.
 
-Client frames (JSON objects):
-    {"type": "send", "text": str, "client_message_id": str}
-    {"type": "decide", "action_id": str, "approve": bool}
-    {"type": "resume", "after_seq": int}        # the last seq the client has shown
-    {"type": "handoff"}                         # "Talk to a person"
-    {"type": "ping"}
-Server frames are the chat service's events (see ``chat.services``) plus
+Client frames are JSON objects, one JSON Schema per type (``chat.live.frames``). Server frames
+are the chat's events (``chat.live.storage``) plus
     {"type": "error", "code": str, "text": str, "retryable": bool}   # a refused frame
     {"type": "submitted", "client_message_id": str, "accepted": bool}  # turn over, or a repeat
     {"type": "decided", "action_id": str, "accepted": bool}  # likewise after a decision
     {"type": "handoff_requested", "accepted": bool}  # False: a person was already asked
     {"type": "pong"}
-and ``chat.handoff``'s {"type": "handoff", "status", "agent_name", …} when a person joins or leaves.
+and ``chat.live.handoff``'s {"type": "handoff", "status", "agent_name", …} when a person joins or
+leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
-from chat import handoff, limits, realtime, services
+from chat.live import limits, realtime
+from chat.live.conversations import ConversationNotFound, conversation_get, events_since
+from chat.live.frames import (
+    NOT_AN_OBJECT,
+    NOT_JSON,
+    NOT_TEXT,
+    UNKNOWN_TYPE,
+    FrameError,
+    FrameType,
+    customer_frame_types,
+    frame_parse,
+    frame_size_limit,
+    too_long,
+)
+from chat.live.handoff import HandoffRefused, conversation_held, handoff_request
+from chat.live.turns import action_decide, turn_submit
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
-FRAME_TYPES = ("send", "decide", "resume", "handoff", "ping")
-CLIENT_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
-def _db(func: Any) -> Any:
-    # Short queries run on the loop's default pool, not the shared thread_sensitive thread.
+def short_query(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` as a coroutine on the loop's default pool, not Channels' shared thread."""
     return database_sync_to_async(func, thread_sensitive=False)
 
 
-class FrameError(Exception):
-    def __init__(self, code: str, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.text = text
+class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
+    """A JSON socket that answers a frame it cannot read with an "error" frame and stays open."""
+
+    not_text: FrameError = NOT_TEXT
+    not_json: FrameError = NOT_JSON
+
+    def frame_limit(self) -> tuple[int, FrameError] | None:
+        """The longest text frame decoded, and the error for a longer one (None: no limit)."""
+        return None
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        limit = self.frame_limit()
+        if text_data is None:
+            await self.send_json(self.not_text.event())
+        elif limit is not None and len(text_data) > limit[0]:
+            await self.send_json(limit[1].event())
+        else:
+            try:
+                content = await self.decode_json(text_data)
+            except ValueError:
+                await self.send_json(self.not_json.event())
+                return
+            await self.receive_json(content)
 
 
-@dataclass(frozen=True)
-class Frame:
-    type: str
-    text: str = ""
-    client_message_id: str = ""
-    action_id: str = ""
-    approve: bool = False
-    after_seq: int = 0
-
-
-def _frame_size_limit() -> int:
-    # Enough for the longest allowed text with every character escaped, plus the other keys.
-    return settings.CHAT_MESSAGE_MAX_CHARS * 12 + 1024
-
-
-def _too_long() -> FrameError:
-    limit = settings.CHAT_MESSAGE_MAX_CHARS
-    return FrameError(
-        "text_too_long", f"Your message is too long. Please keep it under {limit} characters."
-    )
-
-
-def parse_frame(raw: str | None) -> Frame:
-    """Turns one client text frame into a ``Frame``.
-
-    Raises: ``FrameError`` with a code and a message the customer can act on.
-    """
-    if raw is None:
-        raise FrameError(
-            "invalid_frame", "This chat only understands text messages. Please reload the page."
-        )
-    if len(raw) > _frame_size_limit():
-        raise _too_long()
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise FrameError(
-            "invalid_json", "That message could not be read. Please reload the page and try again."
-        ) from None
-    if not isinstance(data, dict):
-        raise FrameError(
-            "invalid_frame", "That message could not be read. Please reload the page and try again."
-        )
-    kind = data.get("type")
-    if kind not in FRAME_TYPES:
-        raise FrameError(
-            "unknown_type", "That request is not supported. Please reload the page and try again."
-        )
-    if kind == "send":
-        text = data.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise FrameError("text_required", "Please type a message before sending.")
-        if len(text) > settings.CHAT_MESSAGE_MAX_CHARS:
-            raise _too_long()
-        client_message_id = data.get("client_message_id")
-        if not isinstance(client_message_id, str) or not CLIENT_MESSAGE_ID.match(client_message_id):
-            raise FrameError(
-                "invalid_client_message_id",
-                "Your message was missing its id. Please reload the page and send it again.",
-            )
-        return Frame(type=kind, text=text, client_message_id=client_message_id)
-    if kind == "decide":
-        action_id = data.get("action_id")
-        try:
-            action_id = str(uuid.UUID(action_id)) if isinstance(action_id, str) else None
-        except ValueError:
-            action_id = None
-        if action_id is None:
-            raise FrameError(
-                "invalid_action_id", "That confirmation is no longer valid. Please reload the page."
-            )
-        approve = data.get("approve")
-        if not isinstance(approve, bool):
-            raise FrameError(
-                "invalid_approve", "Please answer the confirmation with one of its buttons."
-            )
-        return Frame(type=kind, action_id=action_id, approve=approve)
-    if kind == "resume":
-        after_seq = data.get("after_seq", 0)
-        if not isinstance(after_seq, int) or isinstance(after_seq, bool) or after_seq < 0:
-            raise FrameError(
-                "invalid_after_seq",
-                "The conversation could not be resumed. Please reload the page.",
-            )
-        return Frame(type=kind, after_seq=after_seq)
-    return Frame(type=kind)
-
-
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(JsonFrameConsumer):
     conversation: Any
     group: str
     # The highest seq of a stored message this socket has sent; None until the client says
@@ -159,7 +95,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.conversation = await self.load_conversation(
                 user, self.scope["url_route"]["kwargs"]["conversation_id"]
             )
-        except services.ConversationNotFound:
+        except ConversationNotFound:
             await self.close(code=CLOSE_NOT_FOUND)
             return
         except PermissionDenied:
@@ -177,7 +113,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def load_conversation(self, user: Any, conversation_id: str) -> Any:
         """The customer's own conversation; someone else's is as missing as a missing one."""
-        return await _db(services.conversation_get)(user=user, conversation_id=conversation_id)
+        return await short_query(conversation_get)(user=user, conversation_id=conversation_id)
 
     async def opened(self) -> None:
         """Hook for what a socket sends first, before the stored messages."""
@@ -188,34 +124,50 @@ class ChatConsumer(AsyncWebsocketConsumer):
             realtime.websocket_closed()
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+    # --- Frames ---------------------------------------------------------------------------------
+
+    def frame_limit(self) -> tuple[int, FrameError] | None:
+        max_chars = settings.CHAT_MESSAGE_MAX_CHARS
+        return frame_size_limit(max_chars), too_long(max_chars)
+
+    def frame_types(self) -> dict[str, FrameType]:
+        return customer_frame_types(settings.CHAT_MESSAGE_MAX_CHARS)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
         try:
-            frame = parse_frame(text_data)
-        except FrameError as error:
-            await self.send_json(
-                {"type": "error", "code": error.code, "text": error.text, "retryable": False}
+            frame = frame_parse(
+                content,
+                self.frame_types(),
+                not_an_object=NOT_AN_OBJECT,
+                unknown_type=UNKNOWN_TYPE,
             )
+        except FrameError as error:
+            await self.send_json(error.event())
             return
-        if frame.type == "ping":
+        await self.handle_frame(frame)
+
+    async def handle_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "ping":
             await self.send_json({"type": "pong"})
-        elif frame.type == "resume":
-            await self.send_stored(frame.after_seq)
-        elif frame.type == "send":
-            await self.start_send(frame)
-        elif frame.type == "decide":
-            await self.start_decide(frame)
-        elif frame.type == "handoff":
+        elif kind == "resume":
+            await self.send_stored(int(frame.get("after_seq", 0)))
+        elif kind == "send":
+            await self.start_send(frame["text"], frame["client_message_id"])
+        elif kind == "decide":
+            await self.start_decide(frame["action_id"].lower(), frame["approve"])
+        elif kind == "handoff":
             await self.start_handoff()
 
-    # --- Turns --------------------------------------------------------------------------------
+    # --- Turns ----------------------------------------------------------------------------------
 
     async def limits_allow(self) -> bool:
         try:
-            if await _db(handoff.conversation_held)(conversation_id=self.conversation.pk):
+            if await short_query(conversation_held)(conversation_id=self.conversation.pk):
                 # No model runs while a person has the conversation: the token budget is moot.
-                await _db(limits.rate_limit_hit)(user_id=self.scope["user"].pk)
+                await short_query(limits.rate_limit_hit)(user_id=self.scope["user"].pk)
             else:
-                await _db(limits.turn_allowed)(
+                await short_query(limits.turn_allowed)(
                     user_id=self.scope["user"].pk, customer_id=self.conversation.customer_id
                 )
         except limits.LimitExceeded as refused:
@@ -230,10 +182,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return False
         return True
 
-    async def start_send(self, frame: Frame) -> None:
+    async def start_send(self, text: str, client_message_id: str) -> None:
         if not await self.limits_allow():
             return
-        client_message_id = frame.client_message_id
 
         async def reply(accepted: object) -> None:
             if not self.counted:
@@ -250,10 +201,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
         realtime.start_turn(
             partial(
-                services.turn_submit,
+                turn_submit,
                 conversation=self.conversation,
                 user=self.scope["user"],
-                text=frame.text,
+                text=text,
                 client_message_id=client_message_id,
             ),
             layer=self.channel_layer,
@@ -262,7 +213,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             on_done=reply,
         )
 
-    async def start_decide(self, frame: Frame) -> None:
+    async def start_decide(self, action_id: str, approve: bool) -> None:
         if not await self.limits_allow():
             return
 
@@ -271,16 +222,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 return
             await self.send_stored()
             await self.send_json(
-                {"type": "decided", "action_id": frame.action_id, "accepted": bool(accepted)}
+                {"type": "decided", "action_id": action_id, "accepted": bool(accepted)}
             )
 
         realtime.start_turn(
             partial(
-                services.action_decide,
+                action_decide,
                 conversation=self.conversation,
                 user=self.scope["user"],
-                action_id=frame.action_id,
-                approve=frame.approve,
+                action_id=action_id,
+                approve=approve,
             ),
             layer=self.channel_layer,
             group=self.group,
@@ -292,7 +243,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         requested = await realtime.run_step(
             partial(
                 refusals_as_errors,
-                handoff.handoff_request,
+                handoff_request,
                 conversation=self.conversation,
                 user=self.scope["user"],
                 reason="",
@@ -306,7 +257,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_stored()
         await self.send_json({"type": "handoff_requested", "accepted": bool(requested)})
 
-    # --- Relaying -----------------------------------------------------------------------------
+    # --- Relaying -------------------------------------------------------------------------------
 
     async def send_stored(self, after_seq: int | None = None) -> None:
         """Sends stored messages from the database after ``after_seq`` (a resume), or else after
@@ -316,7 +267,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 if self.sent_seq is None:
                     return  # the client has not said where it is yet; its resume will
                 after_seq = self.sent_seq
-            events = await _db(services.events_since)(
+            events = await short_query(events_since)(
                 conversation=self.conversation, after_seq=after_seq
             )
             for event in events:
@@ -337,19 +288,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             event = {key: value for key, value in event.items() if key != "agent_id"}
         await self.send_json(event)
 
-    async def send_json(self, content: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(content))
-
 
 def refusals_as_errors(job: Any, /, *, emit: Any, **kwargs: Any) -> Any:
     """Runs a handoff step; a refusal becomes an "error" event for the socket that asked."""
     try:
         return job(emit=emit, **kwargs)
-    except handoff.HandoffRefused as refused:
+    except HandoffRefused as refused:
         code, text = refused.code, refused.text
     except PermissionDenied:
         code, text = "forbidden", "You are not allowed to do that."
-    except services.ConversationNotFound:
+    except ConversationNotFound:
         code, text = "not_found", "This conversation is not available."
     except ValueError as invalid:
         code, text = "invalid", str(invalid)

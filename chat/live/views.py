@@ -8,28 +8,39 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from chat import handoff, services
+from chat.live.conversations import (
+    ConversationNotFound,
+    conversation_get,
+    conversation_list,
+    conversation_start,
+    events_since,
+)
+from chat.live.handoff import agent_name
 from chat.models import Feedback
-from orders.models import Customer
+from orders.selectors import (
+    CustomerNotFound,
+    customer_get,
+    customer_list_with_order_counts,
+    customer_of_user,
+)
 from orders.services import customer_login_ensure
 
 
 def _has_customer(user: Any) -> bool:
-    return Customer.objects.filter(user_id=user.pk).exists()
+    return customer_of_user(user_id=user.pk) is not None
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     if not _has_customer(request.user):
         return render(request, "chat/no_customer.html")
-    conversations = services.conversation_list(user=request.user)
+    conversations = conversation_list(user=request.user)
     return render(request, "chat/home.html", {"conversations": conversations})
 
 
@@ -38,7 +49,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def conversation_new(request: HttpRequest) -> HttpResponse:
     if not _has_customer(request.user):
         return render(request, "chat/no_customer.html", status=403)
-    conversation = services.conversation_start(user=request.user)
+    conversation = conversation_start(user=request.user)
     return redirect("chat:conversation", conversation_id=conversation.pk)
 
 
@@ -47,10 +58,10 @@ def conversation(request: HttpRequest, conversation_id: uuid.UUID) -> HttpRespon
     if not _has_customer(request.user):
         return render(request, "chat/no_customer.html")
     try:
-        found = services.conversation_get(user=request.user, conversation_id=conversation_id)
-    except services.ConversationNotFound:
+        found = conversation_get(user=request.user, conversation_id=conversation_id)
+    except ConversationNotFound:
         raise Http404("No such conversation.") from None
-    events = services.events_since(conversation=found, after_seq=0)
+    events = events_since(conversation=found, after_seq=0)
     ratings = Feedback.objects.filter(conversation=found, user_id=found.owner_id).values_list(
         "message__seq", "score", "comment"
     )
@@ -59,7 +70,7 @@ def conversation(request: HttpRequest, conversation_id: uuid.UUID) -> HttpRespon
         "maxChars": settings.CHAT_MESSAGE_MAX_CHARS,
         "events": events,
         "status": found.status,
-        "agentName": handoff.agent_name(found.agent) if found.agent_id else "",
+        "agentName": agent_name(found.agent) if found.agent_id else "",
         # The path for seq 0; the page puts the rated reply's seq in its place.
         "feedbackPath": reverse("chat:message_feedback", args=[found.pk, 0]),
         "feedback": {
@@ -76,7 +87,10 @@ def demo_login(request: HttpRequest) -> HttpResponse:
     if not settings.DEMO_LOGIN_ENABLED:
         raise Http404("Demo sign-in is turned off.")
     if request.method == "POST":
-        customer = get_object_or_404(Customer, pk=request.POST.get("customer", ""))
+        try:
+            customer = customer_get(customer_id=request.POST.get("customer", ""))
+        except CustomerNotFound:
+            raise Http404("No such customer.") from None
         try:
             user = customer_login_ensure(customer=customer)
         except ValidationError as error:
@@ -84,5 +98,5 @@ def demo_login(request: HttpRequest) -> HttpResponse:
             return redirect("demo_login")
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat:home")
-    customers = Customer.objects.annotate(order_count=Count("orders")).order_by("name")
+    customers = customer_list_with_order_counts()
     return render(request, "chat/demo_login.html", {"customers": customers})

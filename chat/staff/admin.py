@@ -2,37 +2,29 @@
 
 Nobody (superusers included) adds, edits or deletes a transcript here: conversations are an
 audit record, removed only by the retention command (``purge_conversations``). Acting on a
-conversation goes through ``chat.services`` like the customer's own socket does.
+conversation goes through ``chat.staff.handoff`` (the inbox), never through a form.
 """
 
 import re
-from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from chat import charts
-from chat.dashboard import (
-    Dashboard,
-    DateRangeForm,
-    Period,
+from chat.models import Conversation, Feedback, FeedbackScore, Message, ModelCall
+from chat.staff.export import conversations_csv, conversations_json
+from chat.staff.metrics import (
     cancellation_q,
-    dashboard,
+    conversation_cost,
     escalated_q,
-    estimated_cost,
     model_error_q,
     with_metrics,
 )
-from chat.export import conversations_csv, conversations_json
-from chat.models import Conversation, Feedback, FeedbackScore, Message, ModelCall, PendingAction
-from chat.transcript import build_transcript
-from orders.models import OrderEvent
+from chat.staff.transcript import conversation_transcript
+from orders.selectors import order_events_naming
 
 
 class ReadOnlyMixin:
@@ -173,7 +165,7 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
         in_tool_call = Message.objects.annotate(text=Cast("content", TextField())).filter(
             conversation=OuterRef("pk"), text__icontains=f'"{term}"'
         )
-        in_audit_trail = OrderEvent.objects.filter(conversation_id=OuterRef("pk"), order_id=term)
+        in_audit_trail = order_events_naming(order_id=term).filter(conversation_id=OuterRef("pk"))
         return (
             queryset.filter(
                 Q(pk__in=results.values("pk")) | Q(Exists(in_tool_call)) | Q(Exists(in_audit_trail))
@@ -260,36 +252,6 @@ def _download(chunks: Any, extension: str, content_type: str) -> StreamingHttpRe
     return response
 
 
-def conversation_cost(conversation: Any) -> Decimal:
-    return estimated_cost(
-        input_tokens=conversation.tokens_input,
-        output_tokens=conversation.tokens_output,
-        cache_read_tokens=conversation.tokens_cache_read,
-        cache_write_tokens=conversation.tokens_cache_write,
-    )
-
-
-def conversation_transcript(conversation: Conversation) -> list[Any]:
-    """The transcript of one conversation, in five queries whatever its length."""
-    return build_transcript(
-        messages=list(Message.objects.filter(conversation_id=conversation.pk).order_by("seq")),
-        model_calls=list(ModelCall.objects.filter(conversation_id=conversation.pk)),
-        actions=list(
-            PendingAction.objects.filter(conversation_id=conversation.pk).select_related(
-                "decided_by"
-            )
-        ),
-        order_events=list(
-            OrderEvent.objects.filter(conversation_id=conversation.pk).select_related(
-                "order", "actor_user", "actor_customer"
-            )
-        ),
-        feedback=list(
-            Feedback.objects.filter(conversation_id=conversation.pk).select_related("user")
-        ),
-    )
-
-
 @admin.register(ModelCall)
 class ModelCallAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
@@ -308,122 +270,3 @@ class ModelCallAdmin(ReadOnlyMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     fields = ("conversation", "turn", *list_display)
     readonly_fields = fields
-
-
-# --- Dashboard ----------------------------------------------------------------------------------
-
-
-def _percent(value: float) -> str:
-    return f"{value * 100:.0f}%"
-
-
-def _dollars(value: float) -> str:
-    return f"${value:.4f}"
-
-
-def dashboard_view(request: HttpRequest) -> HttpResponse:
-    """The support leads' dashboard (wrapped by ``admin.site.admin_view`` in the URLconf)."""
-    if not request.user.has_perm("chat.view_dashboard"):
-        raise PermissionDenied
-    form = DateRangeForm(request.GET or None)
-    context: dict[str, Any] = {
-        **admin.site.each_context(request),
-        "title": "Support dashboard",
-        "form": form,
-    }
-    period = None
-    if not form.is_bound:
-        period = Period.last_days()
-        form = DateRangeForm(initial={"start": period.start, "end": period.end})
-        context["form"] = form
-    elif form.is_valid():
-        period = Period(start=form.cleaned_data["start"], end=form.cleaned_data["end"])
-    if period is not None:
-        data = dashboard(period)
-        context["data"] = data
-        context["kpis"] = dashboard_figures(data)
-        context["charts"] = {
-            "per_day": charts.bar_chart(
-                chart_id="per-day",
-                title="Conversations per day",
-                description=(
-                    f"{data.conversations} conversations started between {period.start} and "
-                    f"{period.end}; the table below lists each day."
-                ),
-                points=[(day.strftime("%b %d"), n) for day, n in data.per_day],
-                label=lambda value: f"{value:.0f}",
-            ),
-            "cost_per_day": charts.bar_chart(
-                chart_id="cost-per-day",
-                title="Estimated model cost per day (USD)",
-                description=(
-                    "Estimated cost of the model calls made each day, "
-                    f"{data.usage.cost:.4f} USD in total."
-                ),
-                points=[(day.strftime("%b %d"), float(cost)) for day, cost in data.cost_per_day],
-                label=_dollars,
-            ),
-            "rates": charts.bar_chart(
-                chart_id="rates",
-                title="Escalations, tool errors and thumbs up",
-                description=(
-                    "Share of conversations escalated, of tool results that were errors, "
-                    "and of ratings that were thumbs up."
-                ),
-                points=[
-                    ("Escalated", data.escalated_share or 0.0),
-                    ("Tool errors", data.tool_error_rate or 0.0),
-                    ("Thumbs up", data.thumbs_up_share or 0.0),
-                ],
-                label=_percent,
-                max_value=1.0,
-            ),
-            "latency": charts.bar_chart(
-                chart_id="latency",
-                title="Model latency (ms)",
-                description="Median and 95th percentile latency of successful model calls.",
-                points=[("p50", data.latency_p50 or 0.0), ("p95", data.latency_p95 or 0.0)],
-                label=lambda value: f"{value:,.0f} ms",
-            ),
-        }
-    return TemplateResponse(request, "admin/chat/dashboard.html", context)
-
-
-def _share(value: float | None, part: int, whole: int, noun: str) -> str:
-    if value is None:
-        return f"no {noun}"
-    return f"{_percent(value)} ({part} of {whole})"
-
-
-def dashboard_figures(data: Dashboard) -> list[tuple[str, str]]:
-    """The dashboard's headline numbers as (label, text) pairs."""
-    usage = data.usage
-    tokens = usage.per_conversation(usage.tokens)
-    cost = usage.per_conversation(usage.cost)
-    latency = (
-        f"{data.latency_p50:,.0f} ms / {data.latency_p95:,.0f} ms ({data.latency_calls} calls)"
-        if data.latency_p50 is not None and data.latency_p95 is not None
-        else "no model calls"
-    )
-    return [
-        ("Conversations", str(data.conversations)),
-        (
-            "Escalated to a person",
-            _share(data.escalated_share, data.escalated, data.conversations, "conversations"),
-        ),
-        ("Orders cancelled through the assistant", str(data.cancellations)),
-        (
-            "Tool error rate",
-            _share(data.tool_error_rate, data.tool_errors, data.tool_results, "tool results"),
-        ),
-        (
-            "Tokens per conversation",
-            f"{tokens:,.0f} ({usage.tokens:,} in total)" if tokens is not None else "—",
-        ),
-        (
-            "Estimated cost per conversation",
-            f"${cost:.4f} (${usage.cost:.4f} in total)" if cost is not None else "—",
-        ),
-        ("Model latency p50 / p95", latency),
-        ("Thumbs up", _share(data.thumbs_up_share, data.thumbs_up, data.ratings, "ratings")),
-    ]

@@ -1,178 +1,27 @@
-"""The numbers staff look at: per conversation (the admin list) and per period (the dashboard).
+"""The support leads' dashboard: what happened in a period, as numbers and small charts.
 
-Pure functions over querysets, so each number can be checked against a hand-built data set.
-Counting tool calls and tool results needs the JSON content of messages; that is done in the
-database (PostgreSQL's jsonpath, SQLite's json_each) so no page loads transcripts to count.
+Pure functions over querysets, so each number can be checked against a hand-built data set;
+``dashboard_view`` renders them (wrapped by ``admin.site.admin_view`` in the URLconf).
 """
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.conf import settings
-from django.db import NotSupportedError
-from django.db.models import (
-    BooleanField,
-    Count,
-    Exists,
-    ExpressionWrapper,
-    Func,
-    IntegerField,
-    OuterRef,
-    Q,
-    QuerySet,
-    Subquery,
-    Sum,
-)
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from chat.models import (
-    Conversation,
-    ConversationStatus,
-    Feedback,
-    FeedbackScore,
-    Message,
-    MessageRole,
-    ModelCall,
-    PendingAction,
-    PendingActionState,
-)
-from orders.models import ActorKind, OrderEvent, OrderEventKind
-
-ESCALATED_STATUSES = (ConversationStatus.WAITING_FOR_AGENT, ConversationStatus.WITH_AGENT)
-_NAME = re.compile(r"[A-Za-z]+")
-
-
-class ContentBlockCount(Func):
-    """How many blocks of a message's Converse content are ``block`` (e.g. ``toolUse``).
-
-    With ``status``, only blocks whose ``status`` member equals it (toolResult errors).
-    """
-
-    output_field = IntegerField()
-    arity = 1
-
-    def __init__(self, expression: Any, *, block: str, status: str = "") -> None:
-        if not _NAME.fullmatch(block) or (status and not _NAME.fullmatch(status)):
-            raise ValueError("block and status must be plain names")
-        self.block = block
-        self.status = status
-        super().__init__(expression)
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        path = f"$[*].{self.block}"
-        if self.status:
-            path += f' ? (@.status == "{self.status}")'
-        template = f"jsonb_array_length(jsonb_path_query_array(%(expressions)s, '{path}'))"
-        return self.as_sql(compiler, connection, template=template, **extra)
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        condition = f"json_type(block.value, '$.{self.block}') IS NOT NULL"
-        if self.status:
-            condition += (
-                f" AND json_extract(block.value, '$.{self.block}.status') = '{self.status}'"
-            )
-        # block and status are checked plain names (see __init__), never user input.
-        template = f"(SELECT COUNT(*) FROM json_each(%(expressions)s) AS block WHERE {condition})"  # noqa: S608
-        return self.as_sql(compiler, connection, template=template, **extra)
-
-    def as_sql(
-        self,
-        compiler: Any,
-        connection: Any,
-        function: str | None = None,
-        template: str | None = None,
-        arg_joiner: str | None = None,
-        **extra_context: Any,
-    ) -> tuple[str, tuple[Any, ...]]:
-        if template is None:
-            raise NotSupportedError("Counting content blocks needs PostgreSQL or SQLite.")
-        return super().as_sql(compiler, connection, function, template, arg_joiner, **extra_context)
-
-
-def _per_conversation(rows: QuerySet[Any], aggregate: Any) -> Coalesce:
-    subquery = (
-        rows.filter(conversation=OuterRef("pk"))
-        .order_by()
-        .values("conversation")
-        .annotate(value=aggregate)
-        .values("value")
-    )
-    return Coalesce(Subquery(subquery, output_field=IntegerField()), 0)
-
-
-def escalated_q() -> Q:
-    return Q(escalated_at__isnull=False) | Q(status__in=ESCALATED_STATUSES)
-
-
-def cancellation_q() -> Q:
-    """Conversations in which an order was cancelled, or the customer approved a cancellation."""
-    return Q(
-        Exists(
-            OrderEvent.objects.filter(conversation_id=OuterRef("pk"), kind=OrderEventKind.CANCELLED)
-        )
-    ) | Q(
-        Exists(
-            PendingAction.objects.filter(
-                conversation=OuterRef("pk"), state=PendingActionState.APPROVED
-            )
-        )
-    )
-
-
-def model_error_q() -> Q:
-    return Q(Exists(ModelCall.objects.filter(conversation=OuterRef("pk")).exclude(error="")))
-
-
-def with_metrics(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
-    """Annotates each conversation with its counts and token totals, one subquery each.
-
-    ``last_seq`` is already the number of stored messages (seqs never skip).
-    """
-    calls = ModelCall.objects.all()
-    return conversations.annotate(
-        n_tool_calls=_per_conversation(
-            Message.objects.filter(role=MessageRole.ASSISTANT),
-            Sum(ContentBlockCount("content", block="toolUse")),
-        ),
-        n_model_calls=_per_conversation(calls, Count("pk")),
-        tokens_input=_per_conversation(calls, Sum("input_tokens")),
-        tokens_output=_per_conversation(calls, Sum("output_tokens")),
-        tokens_cache_read=_per_conversation(calls, Sum("cache_read_tokens")),
-        tokens_cache_write=_per_conversation(calls, Sum("cache_write_tokens")),
-        n_errors=_per_conversation(calls.exclude(error=""), Count("pk")),
-        n_feedback_up=_per_conversation(
-            Feedback.objects.filter(score=FeedbackScore.UP), Count("pk")
-        ),
-        n_feedback_down=_per_conversation(
-            Feedback.objects.filter(score=FeedbackScore.DOWN), Count("pk")
-        ),
-        is_escalated=ExpressionWrapper(escalated_q(), output_field=BooleanField()),
-    )
-
-
-_MILLION = Decimal(1_000_000)
-
-
-def estimated_cost(
-    *,
-    input_tokens: int,
-    output_tokens: int,
-    cache_read_tokens: int = 0,
-    cache_write_tokens: int = 0,
-) -> Decimal:
-    """US dollars at the configured per-million-token prices (Bedrock bills cached tokens apart)."""
-    total = (
-        input_tokens * settings.BEDROCK_PRICE_INPUT_PER_MTOK
-        + output_tokens * settings.BEDROCK_PRICE_OUTPUT_PER_MTOK
-        + cache_read_tokens * settings.BEDROCK_PRICE_CACHE_READ_PER_MTOK
-        + cache_write_tokens * settings.BEDROCK_PRICE_CACHE_WRITE_PER_MTOK
-    )
-    return Decimal(total) / _MILLION
+from chat.models import Conversation, Feedback, FeedbackScore, Message, MessageRole, ModelCall
+from chat.staff import charts
+from chat.staff.metrics import ContentBlockCount, escalated_q, estimated_cost
+from orders.selectors import cancellations_by_customers_count
 
 
 def percentile(values: list[int], fraction: float) -> float | None:
@@ -263,12 +112,7 @@ def escalation(period: Period) -> tuple[int, int]:
 
 def bot_cancellations(period: Period) -> int:
     """Orders the customers cancelled through a conversation in the period."""
-    return OrderEvent.objects.filter(
-        period.window("created_at"),
-        kind=OrderEventKind.CANCELLED,
-        actor_kind=ActorKind.CUSTOMER,
-        conversation_id__isnull=False,
-    ).count()
+    return cancellations_by_customers_count(since=period.since, until=period.until)
 
 
 def tool_errors(period: Period) -> tuple[int, int]:
@@ -420,3 +264,122 @@ def dashboard(period: Period) -> Dashboard:
         thumbs_up=up,
         ratings=ratings,
     )
+
+
+# --- The page ----------------------------------------------------------------------------------
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.0f}%"
+
+
+def _dollars(value: float) -> str:
+    return f"${value:.4f}"
+
+
+def dashboard_view(request: HttpRequest) -> HttpResponse:
+    """The support leads' dashboard (wrapped by ``admin.site.admin_view`` in the URLconf)."""
+    if not request.user.has_perm("chat.view_dashboard"):
+        raise PermissionDenied
+    form = DateRangeForm(request.GET or None)
+    context: dict[str, Any] = {
+        **admin.site.each_context(request),
+        "title": "Support dashboard",
+        "form": form,
+    }
+    period = None
+    if not form.is_bound:
+        period = Period.last_days()
+        form = DateRangeForm(initial={"start": period.start, "end": period.end})
+        context["form"] = form
+    elif form.is_valid():
+        period = Period(start=form.cleaned_data["start"], end=form.cleaned_data["end"])
+    if period is not None:
+        data = dashboard(period)
+        context["data"] = data
+        context["kpis"] = dashboard_figures(data)
+        context["charts"] = {
+            "per_day": charts.bar_chart(
+                chart_id="per-day",
+                title="Conversations per day",
+                description=(
+                    f"{data.conversations} conversations started between {period.start} and "
+                    f"{period.end}; the table below lists each day."
+                ),
+                points=[(day.strftime("%b %d"), n) for day, n in data.per_day],
+                label=lambda value: f"{value:.0f}",
+            ),
+            "cost_per_day": charts.bar_chart(
+                chart_id="cost-per-day",
+                title="Estimated model cost per day (USD)",
+                description=(
+                    "Estimated cost of the model calls made each day, "
+                    f"{data.usage.cost:.4f} USD in total."
+                ),
+                points=[(day.strftime("%b %d"), float(cost)) for day, cost in data.cost_per_day],
+                label=_dollars,
+            ),
+            "rates": charts.bar_chart(
+                chart_id="rates",
+                title="Escalations, tool errors and thumbs up",
+                description=(
+                    "Share of conversations escalated, of tool results that were errors, "
+                    "and of ratings that were thumbs up."
+                ),
+                points=[
+                    ("Escalated", data.escalated_share or 0.0),
+                    ("Tool errors", data.tool_error_rate or 0.0),
+                    ("Thumbs up", data.thumbs_up_share or 0.0),
+                ],
+                label=_percent,
+                max_value=1.0,
+            ),
+            "latency": charts.bar_chart(
+                chart_id="latency",
+                title="Model latency (ms)",
+                description="Median and 95th percentile latency of successful model calls.",
+                points=[("p50", data.latency_p50 or 0.0), ("p95", data.latency_p95 or 0.0)],
+                label=lambda value: f"{value:,.0f} ms",
+            ),
+        }
+    return TemplateResponse(request, "admin/chat/dashboard.html", context)
+
+
+def _share(value: float | None, part: int, whole: int, noun: str) -> str:
+    if value is None:
+        return f"no {noun}"
+    return f"{_percent(value)} ({part} of {whole})"
+
+
+def dashboard_figures(data: Dashboard) -> list[tuple[str, str]]:
+    """The dashboard's headline numbers as (label, text) pairs."""
+    usage = data.usage
+    tokens = usage.per_conversation(usage.tokens)
+    cost = usage.per_conversation(usage.cost)
+    latency = (
+        f"{data.latency_p50:,.0f} ms / {data.latency_p95:,.0f} ms ({data.latency_calls} calls)"
+        if data.latency_p50 is not None and data.latency_p95 is not None
+        else "no model calls"
+    )
+    return [
+        ("Conversations", str(data.conversations)),
+        (
+            "Escalated to a person",
+            _share(data.escalated_share, data.escalated, data.conversations, "conversations"),
+        ),
+        ("Orders cancelled through the assistant", str(data.cancellations)),
+        (
+            "Tool error rate",
+            _share(data.tool_error_rate, data.tool_errors, data.tool_results, "tool results"),
+        ),
+        (
+            "Tokens per conversation",
+            f"{tokens:,.0f} ({usage.tokens:,} in total)" if tokens is not None else "—",
+        ),
+        (
+            "Estimated cost per conversation",
+            f"${cost:.4f} (${usage.cost:.4f} in total)" if cost is not None else "—",
+        ),
+        ("Model latency p50 / p95", latency),
+        ("Thumbs up", _share(data.thumbs_up_share, data.thumbs_up, data.ratings, "ratings")),
+    ]

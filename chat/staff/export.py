@@ -14,9 +14,9 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 
+from chat.live.conversations import message_event
 from chat.models import Conversation, Message, ModelCall
-from chat.services import message_event
-from chat.transcript import pair_model_calls
+from chat.staff.transcript import pair_model_calls
 
 CONVERSATION_CHUNK = 100
 MESSAGE_CHUNK = 500

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from chat.realtime import EVENT, WAKE, coalesce, group_message
+from chat.live.realtime import EVENT, WAKE, coalesce, group_message
 
 
 def test_a_stored_message_travels_as_a_wake_with_its_seq() -> None:

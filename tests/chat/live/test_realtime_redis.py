@@ -17,8 +17,9 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
 
-from chat import realtime, services
-from chat.demo_model import DemoModel
+from chat.engine.demo.model import DemoModel
+from chat.live import realtime
+from chat.live.conversations import conversation_start, events_since
 from chat.models import Conversation, Turn
 from orders.models import Customer
 from tests.chat.sockets import (
@@ -93,7 +94,7 @@ async def test_a_turn_started_in_one_process_is_seen_live_in_another(
     server: int, alice: Customer
 ) -> None:
     assert alice.user is not None
-    conversation = await sync_to_async(services.conversation_start)(user=alice.user)
+    conversation = await sync_to_async(conversation_start)(user=alice.user)
     cookie = await sync_to_async(session_cookie)(alice.user)
     here = await signed_in_socket(alice.user, conversation.pk)
     await here.send({"type": "resume", "after_seq": 0})
@@ -122,7 +123,7 @@ async def test_two_slow_turns_in_one_server_run_at_the_same_time(
     sockets = []
     for customer in (alice, bob):
         assert customer.user is not None
-        conversation = await sync_to_async(services.conversation_start)(user=customer.user)
+        conversation = await sync_to_async(conversation_start)(user=customer.user)
         cookie = await sync_to_async(session_cookie)(customer.user)
         sockets.append(
             (
@@ -190,7 +191,7 @@ def many_customers(count: int) -> list[tuple[User, Conversation, str]]:
         )
         session.create()
         assert session.session_key is not None
-        result.append((user, services.conversation_start(user=user), session.session_key))
+        result.append((user, conversation_start(user=user), session.session_key))
     return result
 
 
@@ -235,7 +236,7 @@ async def test_hundreds_of_sockets_each_get_their_whole_reply(settings: Any) -> 
 
     complete = 0
     for socket, (_, conversation, _) in zip(sockets, people, strict=True):
-        stored = await sync_to_async(services.events_since)(conversation=conversation, after_seq=0)
+        stored = await sync_to_async(events_since)(conversation=conversation, after_seq=0)
         if [event["seq"] for event in socket.messages()] == [
             event["seq"] for event in stored
         ] and any(event["role"] == "assistant" for event in stored):

@@ -1,6 +1,6 @@
 """The original README's sample conversations, end to end with the demo model and the demo data.
 
-Each is played signed in as the customer it concerns, through ``chat.services`` exactly as the
+Each is played signed in as the customer it concerns, through ``chat.live.turns`` exactly as the
 websocket does, with the model the settings choose (the offline demo model).
 """
 
@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from chat import services
-from chat.demo_model import PREFIX
+from chat.engine.demo.model import PREFIX
+from chat.live.conversations import conversation_start, events_since
+from chat.live.turns import action_decide, turn_submit
 from chat.models import Conversation, PendingAction, Turn, TurnState
 from orders.models import Customer, Order, OrderEvent, OrderStatus
 from orders.services import customer_login_ensure
@@ -20,9 +21,8 @@ from tests.chat.factories import Recorder, stored_history, user_of
 
 pytestmark = pytest.mark.django_db
 
-SCENARIOS = {
-    s["name"]: s for s in json.loads((Path(__file__).parent / "readme_scenarios.json").read_text())
-}
+SCENARIO_FILE = Path(__file__).parents[1] / "readme_scenarios.json"
+SCENARIOS = {s["name"]: s for s in json.loads(SCENARIO_FILE.read_text())}
 
 
 @pytest.fixture(autouse=True)
@@ -40,10 +40,10 @@ def play(
     customer_login_ensure(customer=customer)
     customer.refresh_from_db()
     user = user_of(customer)
-    conversation = services.conversation_start(user=user)
+    conversation = conversation_start(user=user)
     events = Recorder()
     for number, text in enumerate(SCENARIOS[scenario]["user_turns"]):
-        accepted = services.turn_submit(
+        accepted = turn_submit(
             conversation=conversation,
             user=user,
             text=text,
@@ -53,7 +53,7 @@ def play(
         assert accepted
         for confirm in events.of_type("confirm"):
             if PendingAction.objects.filter(pk=confirm["action_id"], state="pending").exists():
-                decided = services.action_decide(
+                decided = action_decide(
                     conversation=conversation,
                     user=user,
                     action_id=confirm["action_id"],
@@ -84,7 +84,7 @@ def replies(events: Recorder) -> list[str]:
 def assert_reloadable(conversation: Conversation, events: Recorder) -> None:
     """A reload shows exactly what the customer saw live, in order, every turn finished."""
     live = events.of_type("message")
-    assert services.events_since(conversation=conversation, after_seq=0) == live
+    assert events_since(conversation=conversation, after_seq=0) == live
     assert [e["seq"] for e in live] == sorted({e["seq"] for e in live})
     assert all(text.startswith(PREFIX) for text in replies(events))
     assert set(Turn.objects.filter(conversation=conversation).values_list("state", flat=True)) == {
@@ -183,7 +183,7 @@ def test_readme_walkthrough_rechecks_and_refuses_a_shipped_order() -> None:
 def test_cancel_without_the_order_id_asks_to_confirm_the_one_cancellable_order() -> None:
     customer = Customer.objects.get(pk="345678")
     user = customer_login_ensure(customer=customer)
-    conversation = services.conversation_start(user=user)
+    conversation = conversation_start(user=user)
     events = Recorder()
     for number, text in enumerate(
         [
@@ -192,7 +192,7 @@ def test_cancel_without_the_order_id_asks_to_confirm_the_one_cancellable_order()
             "yes",
         ]
     ):
-        services.turn_submit(
+        turn_submit(
             conversation=conversation,
             user=user,
             text=text,
@@ -207,7 +207,7 @@ def test_cancel_without_the_order_id_asks_to_confirm_the_one_cancellable_order()
     assert events.texts("confirm") == ["Cancel order 81695 (1 × Wireless Keyboard)?"]
     assert Order.objects.get(pk="81695").status == OrderStatus.PROCESSING
 
-    services.turn_submit(
+    turn_submit(
         conversation=conversation, user=user, text="Yes", client_message_id="forgot-3", emit=events
     )
 

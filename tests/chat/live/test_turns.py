@@ -11,10 +11,19 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.utils import timezone
 
-from chat import services
-from chat.demo_model import DemoModel
-from chat.history import violations
-from chat.modelapi import ModelBusy
+from chat.engine.client import ModelBusy
+from chat.engine.demo.model import DemoModel
+from chat.engine.history import violations
+from chat.live.confirmations import KEPT_TEXT, NOT_CONFIRMED_TEXT, typed_decision
+from chat.live.conversations import (
+    ConversationNotFound,
+    conversation_get,
+    conversation_list,
+    conversation_start,
+    events_since,
+)
+from chat.live.recovery import INTERRUPTED_NOTICE, stale_after, turns_recover_interrupted
+from chat.live.turns import BUSY_TEXT, action_decide, turn_submit
 from chat.models import (
     Conversation,
     Message,
@@ -60,7 +69,7 @@ def decide(
     conversation: Conversation, customer: Customer, action: PendingAction, approve: bool, model: Any
 ) -> tuple[bool, Recorder]:
     events = Recorder()
-    done = services.action_decide(
+    done = action_decide(
         conversation=conversation,
         user=user_of(customer),
         action_id=str(action.pk),
@@ -86,34 +95,34 @@ def test_it_hides_another_customers_conversation(alice: Customer, bob: Customer)
     alices = make_conversation(alice)
     make_order("40001", alice)
 
-    with pytest.raises(services.ConversationNotFound):
-        services.conversation_get(user=user_of(bob), conversation_id=alices.pk)
-    with pytest.raises(services.ConversationNotFound):
-        services.conversation_get(user=user_of(bob), conversation_id="not-a-uuid")
-    with pytest.raises(services.ConversationNotFound):
-        services.turn_submit(
+    with pytest.raises(ConversationNotFound):
+        conversation_get(user=user_of(bob), conversation_id=alices.pk)
+    with pytest.raises(ConversationNotFound):
+        conversation_get(user=user_of(bob), conversation_id="not-a-uuid")
+    with pytest.raises(ConversationNotFound):
+        turn_submit(
             conversation=alices,
             user=user_of(bob),
             text="hi",
             client_message_id="x1",
             emit=Recorder(),
         )
-    with pytest.raises(services.ConversationNotFound):
-        services.action_decide(
+    with pytest.raises(ConversationNotFound):
+        action_decide(
             conversation=alices,
             user=user_of(bob),
             action_id=uuid.uuid4(),
             approve=True,
             emit=Recorder(),
         )
-    assert services.conversation_list(user=user_of(bob)) == []
+    assert conversation_list(user=user_of(bob)) == []
     assert not Message.objects.exists()
 
 
 def test_bob_cannot_approve_alices_cancellation(alice: Customer, bob: Customer) -> None:
     conversation, action = paused_on_cancel(alice)
 
-    with pytest.raises(services.ConversationNotFound):
+    with pytest.raises(ConversationNotFound):
         decide(conversation, bob, action, True, ScriptedModel())
 
     action.refresh_from_db()
@@ -123,15 +132,13 @@ def test_bob_cannot_approve_alices_cancellation(alice: Customer, bob: Customer) 
 
 def test_only_customers_start_conversations(alice: Customer, support: User) -> None:
     with pytest.raises(PermissionDenied):
-        services.conversation_start(user=support)
+        conversation_start(user=support)
 
-    started = services.conversation_start(user=user_of(alice))
+    started = conversation_start(user=user_of(alice))
 
     assert (started.owner, started.customer, started.status) == (alice.user, alice, "with_bot")
-    assert services.conversation_list(user=user_of(alice)) == [started]
-    assert (
-        services.conversation_get(user=user_of(alice), conversation_id=str(started.pk)) == started
-    )
+    assert conversation_list(user=user_of(alice)) == [started]
+    assert conversation_get(user=user_of(alice), conversation_id=str(started.pk)) == started
 
 
 # --- Submitting -------------------------------------------------------------------------------
@@ -142,7 +149,7 @@ def test_a_resent_message_is_accepted_once(alice: Customer) -> None:
     model = ScriptedModel(reply("Hello!"))  # a second model call would fail the test
     submit(conversation, alice, "Hello", model=model, client_message_id="msg-0001")
 
-    again = services.turn_submit(
+    again = turn_submit(
         conversation=conversation,
         user=user_of(alice),
         text="Hello",
@@ -169,7 +176,7 @@ def test_concurrent_resends_start_one_turn(alice: Customer) -> None:
         try:
             barrier.wait()
             accepted.append(
-                services.turn_submit(
+                turn_submit(
                     conversation=conversation,
                     user=user_of(alice),
                     text="I need help with an order",
@@ -199,7 +206,7 @@ def test_a_message_during_a_running_turn_is_refused_and_can_be_sent_later(alice:
     )
     events = Recorder()
 
-    accepted = services.turn_submit(
+    accepted = turn_submit(
         conversation=conversation,
         user=user_of(alice),
         text="Hello?",
@@ -209,9 +216,7 @@ def test_a_message_during_a_running_turn_is_refused_and_can_be_sent_later(alice:
     )
 
     assert accepted is False
-    assert events.of_type("error") == [
-        {"type": "error", "text": services.BUSY_TEXT, "retryable": True}
-    ]
+    assert events.of_type("error") == [{"type": "error", "text": BUSY_TEXT, "retryable": True}]
     assert not Message.objects.exists()
     Turn.objects.filter(client_message_id="busy-1").update(state=TurnState.COMPLETED)
     submit(
@@ -290,12 +295,8 @@ def test_seqs_count_up_by_one_across_turns(alice: Customer) -> None:
         .values_list("seq", flat=True)
     )
     assert seqs == list(range(1, len(seqs) + 1))
-    assert [
-        e["seq"] for e in services.events_since(conversation=conversation, after_seq=3)
-    ] == sorted(
-        e["seq"]
-        for e in services.events_since(conversation=conversation, after_seq=0)
-        if e["seq"] > 3
+    assert [e["seq"] for e in events_since(conversation=conversation, after_seq=3)] == sorted(
+        e["seq"] for e in events_since(conversation=conversation, after_seq=0) if e["seq"] > 3
     )
 
 
@@ -345,7 +346,7 @@ def test_a_cancel_call_waits_for_the_customer_and_cancels_nothing(alice: Custome
     assert alice.orders.get().status == OrderStatus.PROCESSING
     assert not OrderEvent.objects.exists()
     # A reload shows the question again.
-    assert services.events_since(conversation=conversation, after_seq=0)[-1]["type"] == "confirm"
+    assert events_since(conversation=conversation, after_seq=0)[-1]["type"] == "confirm"
 
 
 def test_approving_cancels_once_and_the_model_hears_the_result(alice: Customer) -> None:
@@ -382,7 +383,7 @@ def test_declining_keeps_the_order_and_tells_the_model(alice: Customer) -> None:
     assert not OrderEvent.objects.exists()
     result = tool_results(model)[0]
     assert result["status"] == "error"
-    assert result["content"] == [{"text": services.KEPT_TEXT}]
+    assert result["content"] == [{"text": KEPT_TEXT}]
     action.refresh_from_db()
     assert action.state == PendingActionState.DECLINED
 
@@ -415,7 +416,7 @@ def test_a_typed_no_declines_the_pending_cancellation(alice: Customer, answer: s
     submit(conversation, alice, answer, model=model)
 
     assert alice.orders.get().status == OrderStatus.PROCESSING
-    assert tool_results(model)[0]["content"] == [{"text": services.KEPT_TEXT}]
+    assert tool_results(model)[0]["content"] == [{"text": KEPT_TEXT}]
     action.refresh_from_db()
     assert action.state == PendingActionState.DECLINED
 
@@ -432,9 +433,7 @@ def test_an_unrelated_message_leaves_the_order_alone_and_roles_still_alternate(
     messages = model.requests[0]["messages"]
     assert violations(messages) == []
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
-    assert messages[-1]["content"][0]["toolResult"]["content"] == [
-        {"text": services.NOT_CONFIRMED_TEXT}
-    ]
+    assert messages[-1]["content"][0]["toolResult"]["content"] == [{"text": NOT_CONFIRMED_TEXT}]
     assert messages[-1]["content"][1] == {"text": "Actually, what is my order 40001?"}
     action.refresh_from_db()
     assert action.state == PendingActionState.EXPIRED
@@ -461,7 +460,7 @@ def test_an_unrelated_message_leaves_the_order_alone_and_roles_still_alternate(
     ],
 )
 def test_typed_decisions_are_simple_and_unambiguous(text: str, decision: bool | None) -> None:
-    assert services.typed_decision(text) is decision
+    assert typed_decision(text) is decision
 
 
 # --- Broken histories and recovery -------------------------------------------------------------
@@ -505,7 +504,7 @@ def test_a_history_broken_by_a_crash_is_repaired_and_the_next_turn_works(alice: 
 
 def test_recovery_closes_turns_a_restart_left_running(alice: Customer, bob: Customer) -> None:
     conversation = make_conversation(alice)
-    long_ago = timezone.now() - services.stale_after() - timedelta(seconds=1)
+    long_ago = timezone.now() - stale_after() - timedelta(seconds=1)
     crashed = Turn.objects.create(
         conversation=conversation, client_message_id="c1", active_at=long_ago
     )
@@ -530,8 +529,8 @@ def test_recovery_closes_turns_a_restart_left_running(alice: Customer, bob: Cust
     bobs = make_conversation(bob)
     live = Turn.objects.create(conversation=bobs, client_message_id="c2", active_at=timezone.now())
 
-    assert services.turns_recover_interrupted() == 1
-    assert services.turns_recover_interrupted() == 0
+    assert turns_recover_interrupted() == 1
+    assert turns_recover_interrupted() == 0
 
     crashed.refresh_from_db()
     live.refresh_from_db()
@@ -539,9 +538,9 @@ def test_recovery_closes_turns_a_restart_left_running(alice: Customer, bob: Cust
     assert live.state == TurnState.RUNNING
     history = model_history(conversation)
     assert history[-1]["content"][0]["toolResult"]["status"] == "error"
-    shown = services.events_since(conversation=conversation, after_seq=0)
+    shown = events_since(conversation=conversation, after_seq=0)
     assert shown[-1]["role"] == "notice"
-    assert shown[-1]["text"] == services.INTERRUPTED_NOTICE
+    assert shown[-1]["text"] == INTERRUPTED_NOTICE
 
     model = ScriptedModel(reply("Let me try again."))
     submit(conversation, alice, "Where is order 40001?", model=model)
@@ -550,7 +549,7 @@ def test_recovery_closes_turns_a_restart_left_running(alice: Customer, bob: Cust
 
 def test_a_stale_running_turn_does_not_block_the_conversation(alice: Customer) -> None:
     conversation = make_conversation(alice)
-    long_ago = timezone.now() - services.stale_after() - timedelta(seconds=1)
+    long_ago = timezone.now() - stale_after() - timedelta(seconds=1)
     Turn.objects.create(conversation=conversation, client_message_id="c1", active_at=long_ago)
 
     submit(conversation, alice, "Hello", model=ScriptedModel(reply("Hi!")))

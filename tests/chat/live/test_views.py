@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from chat import services
+from chat.live.conversations import conversation_list, conversation_start
 from orders.models import Customer
 from tests.conftest import make_customer
 
@@ -61,8 +61,8 @@ def test_the_demo_sign_in_reuses_an_existing_login(settings: Any, alice: Custome
 def test_home_lists_only_the_customers_own_conversations(alice: Customer, bob: Customer) -> None:
     assert alice.user is not None
     assert bob.user is not None
-    mine = services.conversation_start(user=alice.user)
-    theirs = services.conversation_start(user=bob.user)
+    mine = conversation_start(user=alice.user)
+    theirs = conversation_start(user=bob.user)
 
     page = signed_in(alice.user).get(reverse("chat:home")).content.decode()
 
@@ -76,7 +76,7 @@ def test_new_conversation_opens_its_chat_page(alice: Customer) -> None:
 
     response = client.post(reverse("chat:conversation_new"))
 
-    conversation = services.conversation_list(user=alice.user)[0]
+    conversation = conversation_list(user=alice.user)[0]
     assert response["Location"] == reverse("chat:conversation", args=[conversation.pk])
     assert client.get(reverse("chat:conversation_new")).status_code == 405
 
@@ -84,7 +84,7 @@ def test_new_conversation_opens_its_chat_page(alice: Customer) -> None:
 def test_it_hides_another_customers_conversation(alice: Customer, bob: Customer) -> None:
     assert alice.user is not None
     assert bob.user is not None
-    conversation = services.conversation_start(user=alice.user)
+    conversation = conversation_start(user=alice.user)
 
     response = signed_in(bob.user).get(reverse("chat:conversation", args=[conversation.pk]))
 
@@ -110,7 +110,7 @@ def test_anonymous_visitors_are_sent_to_sign_in() -> None:
 
 def test_the_chat_page_has_no_inline_script_and_passes_its_config_as_data(alice: Customer) -> None:
     assert alice.user is not None
-    conversation = services.conversation_start(user=alice.user)
+    conversation = conversation_start(user=alice.user)
 
     response = signed_in(alice.user).get(reverse("chat:conversation", args=[conversation.pk]))
     page = response.content.decode()

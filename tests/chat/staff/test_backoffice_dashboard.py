@@ -9,8 +9,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat import dashboard
-from chat.dashboard import DateRangeForm, Period, percentile
+from chat.staff import dashboard
+from chat.staff.dashboard import DateRangeForm, Period, percentile
 from orders.models import Customer
 from tests.chat.backoffice_data import DataSet, build
 

@@ -6,9 +6,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from chat.feedback import feedback_give
+from chat.live.conversations import ConversationNotFound
 from chat.models import Feedback, Message, MessageKind, MessageRole
-from chat.services import ConversationNotFound
+from chat.staff.feedback import feedback_give
 from orders.models import Customer
 from tests.chat.backoffice_data import Builder, reply, tool_use
 from tests.chat.factories import make_conversation, user_of

@@ -1,4 +1,4 @@
-"""Handing a conversation to a person and back (``chat.handoff``), on the real database."""
+"""Handing a conversation to a person and back (``chat.live.handoff``, ``chat.staff.handoff``)."""
 
 import threading
 import uuid
@@ -9,9 +9,11 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 
-from chat import handoff, services
-from chat.demo_model import DemoModel
-from chat.history import repair, violations
+from chat.engine.demo.model import DemoModel
+from chat.engine.history import repair, violations
+from chat.live.conversations import ConversationNotFound, events_since, model_history
+from chat.live.handoff import REQUESTED_NOTICE, HandoffRefused, handoff_request
+from chat.live.turns import turn_submit
 from chat.models import (
     Conversation,
     ConversationStatus,
@@ -20,6 +22,14 @@ from chat.models import (
     MessageKind,
     MessageRole,
     ModelCall,
+)
+from chat.staff.handoff import (
+    RESOLVED_NOTICE,
+    handoff_claim,
+    handoff_release,
+    handoff_reply,
+    handoff_resolve,
+    inbox_list,
 )
 from orders.models import Customer
 from tests.chat.factories import Recorder, make_conversation, submit, user_of
@@ -41,18 +51,18 @@ def conversation(alice: Customer) -> Conversation:
 
 
 def asked(conversation: Conversation, customer: Customer) -> Conversation:
-    assert handoff.handoff_request(conversation=conversation, user=user_of(customer), reason="")
+    assert handoff_request(conversation=conversation, user=user_of(customer), reason="")
     conversation.refresh_from_db()
     return conversation
 
 
 def claimed(conversation: Conversation, customer: Customer, agent: User) -> Conversation:
     asked(conversation, customer)
-    return handoff.handoff_claim(conversation_id=conversation.pk, agent=agent)
+    return handoff_claim(conversation_id=conversation.pk, agent=agent)
 
 
 def reply(conversation: Conversation, agent: User, text: str, **kwargs: Any) -> bool:
-    return handoff.handoff_reply(
+    return handoff_reply(
         conversation_id=conversation.pk,
         agent=agent,
         text=text,
@@ -82,7 +92,7 @@ def notices(conversation: Conversation) -> list[str]:
 def test_a_customer_can_ask_for_a_person(conversation: Conversation, alice: Customer) -> None:
     events = Recorder()
 
-    requested = handoff.handoff_request(
+    requested = handoff_request(
         conversation=conversation, user=user_of(alice), reason="  my parcel  ", emit=events
     )
 
@@ -94,8 +104,8 @@ def test_a_customer_can_ask_for_a_person(conversation: Conversation, alice: Cust
     assert (
         HandoffEvent.objects.get(conversation=conversation).note == "Asked in the chat: my parcel"
     )
-    assert notices(conversation) == [handoff.REQUESTED_NOTICE]
-    assert events.texts() == [handoff.REQUESTED_NOTICE]
+    assert notices(conversation) == [REQUESTED_NOTICE]
+    assert events.texts() == [REQUESTED_NOTICE]
     [state] = events.of_type("handoff")
     assert state["status"] == "waiting_for_agent"
     assert state["conversation"] == str(conversation.pk)
@@ -106,7 +116,7 @@ def test_asking_again_while_waiting_changes_nothing(
 ) -> None:
     asked(conversation, alice)
 
-    again = handoff.handoff_request(conversation=conversation, user=user_of(alice), reason="")
+    again = handoff_request(conversation=conversation, user=user_of(alice), reason="")
 
     assert again is False
     assert len(transitions(conversation)) == 1
@@ -116,7 +126,7 @@ def test_escalated_at_keeps_the_first_request(
     conversation: Conversation, alice: Customer, agent: User
 ) -> None:
     first = claimed(conversation, alice, agent).escalated_at
-    handoff.handoff_resolve(conversation_id=conversation.pk, agent=agent)
+    handoff_resolve(conversation_id=conversation.pk, agent=agent)
 
     asked(conversation, alice)
 
@@ -127,8 +137,8 @@ def test_escalated_at_keeps_the_first_request(
 def test_bob_cannot_ask_for_a_person_in_alices_conversation(
     conversation: Conversation, bob: Customer
 ) -> None:
-    with pytest.raises(services.ConversationNotFound):
-        handoff.handoff_request(conversation=conversation, user=user_of(bob), reason="")
+    with pytest.raises(ConversationNotFound):
+        handoff_request(conversation=conversation, user=user_of(bob), reason="")
 
     conversation.refresh_from_db()
     assert conversation.status == ConversationStatus.WITH_BOT
@@ -143,7 +153,7 @@ def test_a_support_agent_claims_a_waiting_conversation(
     asked(conversation, alice)
     events = Recorder()
 
-    taken = handoff.handoff_claim(conversation_id=conversation.pk, agent=agent, emit=events)
+    taken = handoff_claim(conversation_id=conversation.pk, agent=agent, emit=events)
 
     assert taken.status == ConversationStatus.WITH_AGENT
     assert taken.agent_id == agent.pk
@@ -171,7 +181,7 @@ def test_only_active_staff_with_the_permission_may_claim(
         user.save()
 
     with pytest.raises(PermissionDenied):
-        handoff.handoff_claim(conversation_id=conversation.pk, agent=user)
+        handoff_claim(conversation_id=conversation.pk, agent=user)
 
     conversation.refresh_from_db()
     assert conversation.status == ConversationStatus.WAITING_FOR_AGENT
@@ -183,14 +193,14 @@ def test_a_customer_cannot_claim_their_own_conversation(
     asked(conversation, alice)
 
     with pytest.raises(PermissionDenied):
-        handoff.handoff_claim(conversation_id=conversation.pk, agent=user_of(alice))
+        handoff_claim(conversation_id=conversation.pk, agent=user_of(alice))
 
 
 def test_claiming_a_conversation_nobody_waits_in_is_refused(
     conversation: Conversation, agent: User
 ) -> None:
-    with pytest.raises(handoff.HandoffRefused) as refused:
-        handoff.handoff_claim(conversation_id=conversation.pk, agent=agent)
+    with pytest.raises(HandoffRefused) as refused:
+        handoff_claim(conversation_id=conversation.pk, agent=agent)
 
     assert refused.value.code == "not_waiting"
     assert transitions(conversation) == []
@@ -201,13 +211,13 @@ def test_claiming_a_taken_conversation_names_who_has_it(
 ) -> None:
     claimed(conversation, alice, agent)
 
-    with pytest.raises(handoff.HandoffRefused, match="Sam has already joined"):
-        handoff.handoff_claim(conversation_id=conversation.pk, agent=make_agent("robin", "Robin"))
+    with pytest.raises(HandoffRefused, match="Sam has already joined"):
+        handoff_claim(conversation_id=conversation.pk, agent=make_agent("robin", "Robin"))
 
 
 def test_a_missing_conversation_is_not_found(agent: User) -> None:
-    with pytest.raises(services.ConversationNotFound):
-        handoff.handoff_claim(conversation_id=uuid.uuid4(), agent=agent)
+    with pytest.raises(ConversationNotFound):
+        handoff_claim(conversation_id=uuid.uuid4(), agent=agent)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -221,9 +231,9 @@ def test_of_agents_claiming_at_once_exactly_one_wins(alice: Customer) -> None:
     def claim(agent: User) -> None:
         try:
             start.wait()
-            handoff.handoff_claim(conversation_id=conversation.pk, agent=agent)
+            handoff_claim(conversation_id=conversation.pk, agent=agent)
             outcomes.append(f"won:{agent.pk}")
-        except handoff.HandoffRefused:
+        except HandoffRefused:
             outcomes.append("refused")
         finally:
             connection.close()
@@ -266,7 +276,7 @@ def test_an_agents_reply_is_shown_with_their_first_name_and_stored_for_the_model
     assert stored.role == MessageRole.USER
     assert stored.author_id == agent.pk
     assert stored.content == [{"text": "[Support agent Sam]: Hi, I'm looking into it."}]
-    shown = services.events_since(conversation=conversation, after_seq=stored.seq - 1)
+    shown = events_since(conversation=conversation, after_seq=stored.seq - 1)
     assert shown[0]["name"] == "Sam"
 
 
@@ -274,11 +284,11 @@ def test_only_the_agent_holding_the_conversation_may_reply(
     conversation: Conversation, alice: Customer, agent: User
 ) -> None:
     asked(conversation, alice)
-    with pytest.raises(handoff.HandoffRefused):
+    with pytest.raises(HandoffRefused):
         reply(conversation, agent, "Before joining")
 
-    handoff.handoff_claim(conversation_id=conversation.pk, agent=agent)
-    with pytest.raises(handoff.HandoffRefused, match="Sam is answering"):
+    handoff_claim(conversation_id=conversation.pk, agent=agent)
+    with pytest.raises(HandoffRefused, match="Sam is answering"):
         reply(conversation, make_agent("robin", "Robin"), "Me too")
 
     assert not Message.objects.filter(kind=MessageKind.STAFF).exists()
@@ -333,7 +343,7 @@ def test_a_message_resent_while_held_is_stored_once(
     asked(conversation, alice)
     submit(conversation, alice, "Hello?", client_message_id="held-0001")
 
-    again = services.turn_submit(
+    again = turn_submit(
         conversation=conversation,
         user=user_of(alice),
         text="Hello?",
@@ -360,12 +370,12 @@ def test_after_a_hand_back_the_bot_answers_and_reads_what_the_agent_said(
     assert "A person from our team will join shortly." in first.texts()
     assert first.of_type("handoff")[0]["status"] == "waiting_for_agent"
     submit(conversation, alice, "Are you there?")
-    handoff.handoff_claim(conversation_id=conversation.pk, agent=agent)
+    handoff_claim(conversation_id=conversation.pk, agent=agent)
     reply(conversation, agent, "Hi, I'm Sam. Your parcel ships tomorrow.")
     submit(conversation, alice, "Thank you!")
     reply(conversation, agent, "You're welcome.")
     released = Recorder()
-    handoff.handoff_release(conversation_id=conversation.pk, agent=agent, emit=released)
+    handoff_release(conversation_id=conversation.pk, agent=agent, emit=released)
     assert released.texts() == ["You're chatting with the assistant again."]
     calls_before = ModelCall.objects.filter(conversation=conversation).count()
 
@@ -394,7 +404,7 @@ def test_after_a_hand_back_the_bot_answers_and_reads_what_the_agent_said(
     assert HandoffEvent.objects.filter(actor=None).get().note == (
         "Asked through the assistant: parcel is late"
     )
-    stored = services._history(conversation.pk)
+    stored = model_history(conversation.pk)
     assert violations(repair(stored)) == []
 
 
@@ -413,7 +423,7 @@ def test_the_demo_model_asks_for_a_person_when_the_customer_wants_one(
         "[Demo model] I've asked a member of our support team to join this chat. "
         "They'll reply here shortly."
     ]
-    assert handoff.REQUESTED_NOTICE in events.texts()
+    assert REQUESTED_NOTICE in events.texts()
     assert [e["status"] for e in events.of_type("handoff")] == ["waiting_for_agent"]
 
 
@@ -422,9 +432,9 @@ def test_the_demo_model_answers_again_after_a_hand_back(
 ) -> None:
     demo = DemoModel(delay_seconds=0)
     submit(conversation, alice, "Can I speak to a human?", model=demo)
-    handoff.handoff_claim(conversation_id=conversation.pk, agent=agent)
+    handoff_claim(conversation_id=conversation.pk, agent=agent)
     reply(conversation, agent, "Can I talk to a person in your team? Just kidding, bye!")
-    handoff.handoff_release(conversation_id=conversation.pk, agent=agent)
+    handoff_release(conversation_id=conversation.pk, agent=agent)
 
     events = submit(conversation, alice, "Hello", model=demo)
 
@@ -438,21 +448,21 @@ def test_the_demo_model_answers_again_after_a_hand_back(
 def test_release_and_resolve_need_the_conversation_held_by_the_agent(
     conversation: Conversation, alice: Customer, agent: User
 ) -> None:
-    with pytest.raises(handoff.HandoffRefused):
-        handoff.handoff_release(conversation_id=conversation.pk, agent=agent)
+    with pytest.raises(HandoffRefused):
+        handoff_release(conversation_id=conversation.pk, agent=agent)
     claimed(conversation, alice, agent)
     robin = make_agent("robin", "Robin")
-    with pytest.raises(handoff.HandoffRefused):
-        handoff.handoff_resolve(conversation_id=conversation.pk, agent=robin)
+    with pytest.raises(HandoffRefused):
+        handoff_resolve(conversation_id=conversation.pk, agent=robin)
     with pytest.raises(PermissionDenied):
-        handoff.handoff_resolve(conversation_id=conversation.pk, agent=user_of(alice))
+        handoff_resolve(conversation_id=conversation.pk, agent=user_of(alice))
 
-    resolved = handoff.handoff_resolve(conversation_id=conversation.pk, agent=agent)
+    resolved = handoff_resolve(conversation_id=conversation.pk, agent=agent)
 
     assert resolved.status == ConversationStatus.RESOLVED
     assert resolved.agent_id is None
     assert transitions(conversation)[-1] == ("with_agent", "resolved", agent.pk)
-    assert notices(conversation)[-1] == handoff.RESOLVED_NOTICE
+    assert notices(conversation)[-1] == RESOLVED_NOTICE
 
 
 def test_a_waiting_customer_can_be_handed_back_by_any_agent(
@@ -460,9 +470,7 @@ def test_a_waiting_customer_can_be_handed_back_by_any_agent(
 ) -> None:
     asked(conversation, alice)
 
-    released = handoff.handoff_release(
-        conversation_id=conversation.pk, agent=make_agent("robin", "Robin")
-    )
+    released = handoff_release(conversation_id=conversation.pk, agent=make_agent("robin", "Robin"))
 
     assert released.status == ConversationStatus.WITH_BOT
 
@@ -471,7 +479,7 @@ def test_after_resolving_the_bot_answers_again(
     conversation: Conversation, alice: Customer, agent: User
 ) -> None:
     claimed(conversation, alice, agent)
-    handoff.handoff_resolve(conversation_id=conversation.pk, agent=agent)
+    handoff_resolve(conversation_id=conversation.pk, agent=agent)
 
     events = submit(
         conversation,
@@ -496,7 +504,7 @@ def test_the_inbox_lists_waiting_customers_first(
     asked(bobs, bob)
     make_conversation(alice)  # with the bot: not in the inbox
 
-    items = handoff.inbox_list(agent=agent)
+    items = inbox_list(agent=agent)
 
     assert [(i["customer"], i["status"], i["agent_name"]) for i in items] == [
         ("Bob Builder", "waiting_for_agent", ""),
@@ -507,9 +515,9 @@ def test_the_inbox_lists_waiting_customers_first(
 
 def test_the_inbox_is_for_support_agents_only(alice: Customer, support: User) -> None:
     with pytest.raises(PermissionDenied):
-        handoff.inbox_list(agent=support)  # staff, but not in the role
+        inbox_list(agent=support)  # staff, but not in the role
     with pytest.raises(PermissionDenied):
-        handoff.inbox_list(agent=user_of(alice))
+        inbox_list(agent=user_of(alice))
 
 
 def test_a_customer_cannot_pass_for_a_support_agent_with_the_model(

@@ -10,8 +10,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 
-from chat import handoff, realtime, services
+from chat.live import realtime
+from chat.live.conversations import conversation_start
+from chat.live.handoff import REQUESTED_NOTICE, handoff_request
 from chat.models import Conversation, ConversationStatus, Message, MessageKind, ModelCall
+from chat.staff.handoff import RELEASED_NOTICE, handoff_claim
 from orders.models import Customer
 from tests.chat.handoff_helpers import make_agent
 from tests.chat.sockets import (
@@ -70,7 +73,7 @@ def agent(db: None) -> User:
 
 @pytest.fixture
 def conversation(alice_user: User) -> Conversation:
-    return services.conversation_start(user=alice_user)
+    return conversation_start(user=alice_user)
 
 
 def staff_path(conversation_id: object) -> str:
@@ -136,7 +139,7 @@ async def test_an_agents_reply_reaches_the_customers_socket_live(
     assert [(i["id"], i["status"]) for i in waiting["items"]] == [
         (str(conversation.pk), "waiting_for_agent")
     ]
-    assert await customer.seen(of_type("message", text=handoff.REQUESTED_NOTICE))
+    assert await customer.seen(of_type("message", text=REQUESTED_NOTICE))
 
     staff = await socket_as(agent, staff_path(conversation.pk))
     await staff.send({"type": "resume", "after_seq": 0})
@@ -163,7 +166,7 @@ async def test_an_agents_reply_reaches_the_customers_socket_live(
 
     await staff.send({"type": "release"})
     await staff.receive_until(of_type("done", action="release", accepted=True))
-    assert await customer.seen(of_type("message", text=handoff.RELEASED_NOTICE))
+    assert await customer.seen(of_type("message", text=RELEASED_NOTICE))
     assert await customer.seen(of_type("handoff", status="with_bot"))
     for socket in (customer, inbox, staff):
         await socket.close()
@@ -172,10 +175,8 @@ async def test_an_agents_reply_reaches_the_customers_socket_live(
 async def test_a_second_agent_cannot_claim_nor_reply(
     conversation: Conversation, alice_user: User, agent: User
 ) -> None:
-    await sync_to_async(handoff.handoff_request)(
-        conversation=conversation, user=alice_user, reason=""
-    )
-    await sync_to_async(handoff.handoff_claim)(conversation_id=conversation.pk, agent=agent)
+    await sync_to_async(handoff_request)(conversation=conversation, user=alice_user, reason="")
+    await sync_to_async(handoff_claim)(conversation_id=conversation.pk, agent=agent)
     robin = await sync_to_async(make_agent)("robin", "Robin")
     staff = await socket_as(robin, staff_path(conversation.pk))
 
@@ -194,9 +195,7 @@ async def test_a_second_agent_cannot_claim_nor_reply(
 async def test_the_customer_cannot_claim_through_their_own_socket(
     conversation: Conversation, alice_user: User
 ) -> None:
-    await sync_to_async(handoff.handoff_request)(
-        conversation=conversation, user=alice_user, reason=""
-    )
+    await sync_to_async(handoff_request)(conversation=conversation, user=alice_user, reason="")
     customer = await signed_in_socket(alice_user, conversation.pk)
 
     await customer.send({"type": "claim"})
