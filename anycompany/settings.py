@@ -4,14 +4,13 @@ Development and production differ only in values: every variable is documented i
 ``.env.example`` and in the README's configuration table.
 """
 
-import re
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
 from anycompany.env import (
+    cognito_from_env,
     database_from_url,
     env_bool,
     env_decimal,
@@ -184,50 +183,7 @@ if DEMO_LOGIN_ENABLED and not DEBUG:
     raise ImproperlyConfigured("DEMO_LOGIN_ENABLED may only be true when DEBUG is true.")
 
 # Sign-in through Amazon Cognito (anycompany/cognito.py): off unless COGNITO_CLIENT_ID is set.
-_COGNITO_VARIABLES = (
-    "COGNITO_REGION",
-    "COGNITO_USER_POOL_ID",
-    "COGNITO_CLIENT_ID",
-    "COGNITO_CLIENT_SECRET",
-    "COGNITO_DOMAIN",
-)
-
-
-def _cognito() -> dict[str, str] | None:
-    values = {name: env_str(name, "").strip() for name in _COGNITO_VARIABLES}
-    if not values["COGNITO_CLIENT_ID"]:
-        for name, value in values.items():
-            if value:
-                raise ImproperlyConfigured(
-                    f"{name} is set but COGNITO_CLIENT_ID is not: set all of "
-                    f"{', '.join(_COGNITO_VARIABLES)} to sign in through Cognito, or none."
-                )
-        return None
-    for name, value in values.items():
-        if not value:
-            raise ImproperlyConfigured(
-                f"Set the environment variable {name} (COGNITO_CLIENT_ID is set, so sign-in "
-                "goes through Cognito)."
-            )
-    region, pool = values["COGNITO_REGION"], values["COGNITO_USER_POOL_ID"]
-    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", region):
-        raise ImproperlyConfigured(f"COGNITO_REGION must be an AWS region (got {region!r}).")
-    # A pool id starts with its region; a mismatch would fail every sign-in's issuer check.
-    if not re.fullmatch(rf"{re.escape(region)}_[0-9A-Za-z]+", pool):
-        raise ImproperlyConfigured(
-            f"COGNITO_USER_POOL_ID must be a pool id in COGNITO_REGION, {region}_… (got {pool!r})."
-        )
-    domain = urlsplit(values["COGNITO_DOMAIN"])
-    if domain.scheme != "https" or not domain.hostname or domain.path.strip("/") or domain.query:
-        raise ImproperlyConfigured(
-            "COGNITO_DOMAIN must be the user pool domain as https://host, without a path "
-            f"(got {values['COGNITO_DOMAIN']!r})."
-        )
-    values["COGNITO_DOMAIN"] = f"https://{domain.netloc}"
-    return values
-
-
-_cognito_env = _cognito()
+_cognito_env = cognito_from_env()
 COGNITO_ENABLED = _cognito_env is not None
 if _cognito_env is not None:
     AUTHENTICATION_BACKENDS = ["anycompany.cognito.CognitoBackend", *AUTHENTICATION_BACKENDS]
