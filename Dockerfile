@@ -48,5 +48,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
-# --proxy-headers: the client address and scheme come from the load balancer's X-Forwarded-* headers.
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "anycompany.asgi:application"]
+# No --proxy-headers: daphne would take the client address from the left of X-Forwarded-For,
+# which the client writes. The app reads it per TRUSTED_PROXY_COUNT, and the scheme per
+# SECURE_PROXY_SSL_HEADER (anycompany/throttle.py, anycompany/websocket.py).
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "anycompany.asgi:application"]

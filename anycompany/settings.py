@@ -32,7 +32,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin with our site: its sign-in form and staff access rule.
+    "anycompany.apps.SupportAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -256,6 +257,19 @@ if _cognito_env is not None:
     OIDC_STORE_ACCESS_TOKEN = False
     OIDC_STORE_ID_TOKEN = False
     LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?error=cognito"
+
+# --- Sign-in throttling, staff access and client addresses (anycompany/signin.py) ---------
+
+# Failed password sign-ins per account (however it was named) and per client address, in
+# fixed windows; past either limit nothing is checked until the window ends.
+SIGNIN_FAILURES_PER_ACCOUNT = env_int("SIGNIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
+SIGNIN_FAILURES_PER_ADDRESS = env_int("SIGNIN_FAILURES_PER_ADDRESS", 50, minimum=1)
+SIGNIN_THROTTLE_SECONDS = env_int("SIGNIN_THROTTLE_SECONDS", 900, minimum=1)
+# Proxies in front of the app that append to X-Forwarded-For (1 behind the load balancer).
+# The client address is the entry the outermost of them wrote; 0 uses the connection's peer.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# With Cognito, staff sign in through it only; these accounts may still use a password.
+ADMIN_BREAK_GLASS_USERNAMES = env_list("ADMIN_BREAK_GLASS_USERNAMES")
 
 # --- Internationalisation, static and media ---------------------------------------------------
 

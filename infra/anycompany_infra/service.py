@@ -147,6 +147,9 @@ class ServiceStack(Stack):
             "COGNITO_USER_POOL_ID": auth.user_pool.user_pool_id,
             "COGNITO_CLIENT_ID": auth.client.user_pool_client_id,
             "COGNITO_REGION": self.region,
+            # The load balancer appends the client's address to X-Forwarded-For.
+            "TRUSTED_PROXY_COUNT": "1",
+            "ADMIN_BREAK_GLASS_USERNAMES": config.break_glass_usernames,
         }
         db_secret = data.database_secret
         self.container_secrets = {

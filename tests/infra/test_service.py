@@ -86,6 +86,8 @@ def test_container_environment_points_the_app_at_bedrock_redis_s3_and_cognito(
     assert ".amazoncognito.com" in cognito_domain
     assert "UserPool" in json.dumps(environment["COGNITO_USER_POOL_ID"])
     assert "WebClient" in json.dumps(environment["COGNITO_CLIENT_ID"])
+    assert environment["TRUSTED_PROXY_COUNT"] == "1"
+    assert environment["ADMIN_BREAK_GLASS_USERNAMES"] == ""
 
 
 def test_allowed_hosts_is_the_public_domain_only(synthesis: Synthesis) -> None:
