@@ -36,8 +36,9 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY . .
 
-# Static files are collected into the image; the key below exists only for this build step
-# because settings refuse to load without one when DEBUG is off.
+# Static files are collected into the image with hashed names and gzip copies, and the app
+# serves them itself (WhiteNoise). The key below exists only for this build step because
+# settings refuse to load without one when DEBUG is off.
 RUN DEBUG=false SECRET_KEY=build-only-collectstatic-key CHAT_MODEL=demo \
     python manage.py collectstatic --no-input --verbosity 0 \
     && python -m compileall -q anycompany chat orders
