@@ -22,6 +22,7 @@ from anycompany.env import (
     env_list,
     env_str,
 )
+from anycompany.telemetry import exporter_from_environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "anycompany.logcontext.RequestLogContextMiddleware",
     # The middleware that only set response headers come before the health probes, so the
     # probes' answers carry the same security headers as every page.
     "django.middleware.security.SecurityMiddleware",
@@ -60,6 +62,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "anycompany.logcontext.UserLogContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
@@ -375,14 +378,34 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(
         f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR (got {LOG_LEVEL!r})."
     )
+# One JSON object per line for the log driver, readable lines in a terminal
+# (anycompany/logformat.py).
+LOG_FORMAT = env_choice("LOG_FORMAT", "console" if DEBUG else "json", ["json", "console"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "anycompany.logformat.LogContextFilter"}},
+    "formatters": {
+        "json": {"()": "anycompany.logformat.JsonFormatter"},
+        "console": {"()": "anycompany.logformat.ConsoleFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"botocore": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
 }
+
+# --- Traces (anycompany/telemetry.py) ---------------------------------------------------------
+
+# From the standard OpenTelemetry variables: "otlp", "console" or None (tracing off).
+TRACES_EXPORTER = exporter_from_environment()
+# Prompt and message text in spans: off. The same variable governs botocore's Bedrock spans.
+TRACES_CAPTURE_CONTENT = env_bool("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", False)
 
 # --- Chat and the model -----------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ _logging: dict[str, Any] = copy.deepcopy(BASE_LOGGING)
 _logging["handlers"]["file"] = {
     "class": "logging.FileHandler",
     "filename": os.environ["TEST_SERVER_LOG"],
-    "formatter": "plain",
+    "formatter": "console",
 }
 _logging["root"]["handlers"].append("file")
 LOGGING = _logging
