@@ -6,6 +6,7 @@ instead of as a strange behaviour hours later.
 
 import os
 import re
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -74,6 +75,14 @@ def env_decimal(name: str, default: Decimal, *, minimum: Decimal | None = None) 
         raise ImproperlyConfigured(f"{name} must be a finite number (got {raw!r}).")
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum} (got {value}).")
+    return value
+
+
+def env_choice(name: str, default: str, choices: Sequence[str]) -> str:
+    raw = os.environ.get(name)
+    value = (raw or "").strip().lower() or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be {' or '.join(choices)} (got {raw!r}).")
     return value
 
 
