@@ -29,6 +29,7 @@ from chat.dashboard import (
     model_error_q,
     with_metrics,
 )
+from chat.evals.admin_actions import draft_eval_case
 from chat.export import conversations_csv, conversations_json
 from chat.models import Conversation, Feedback, FeedbackScore, Message, ModelCall, PendingAction
 from chat.transcript import build_transcript
@@ -156,7 +157,7 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
     change_form_template = "admin/chat/conversation/change_form.html"
-    actions = ["export_json", "export_csv"]
+    actions = ["export_json", "export_csv", draft_eval_case]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         return with_metrics(super().get_queryset(request).select_related("customer", "owner"))
