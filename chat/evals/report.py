@@ -204,8 +204,14 @@ def variant_text(result: VariantResult) -> str:
             failures += [f"    - {reason}" for reason in run.verdict.failures]
     if failures:
         lines += ["", "Failures:", *failures]
+    summary = result.summary()
     lines += ["", "Summary:"]
-    lines += [f"  {label}: {value}" for label, value in summary_lines(result.summary())]
+    lines += [f"  {label}: {value}" for label, value in summary_lines(summary)]
+    if summary["replay_mismatches"]:
+        lines.append(
+            f"  replay mismatches: {summary['replay_mismatches']} (the engine no longer sends "
+            "the recorded requests; see the failures)"
+        )
     return "\n".join(lines)
 
 

@@ -78,6 +78,7 @@ def test_a_changed_system_prompt_stops_the_replay_and_names_it(
         "now …'yet. Be helpful, friendly and thorough.'. Record again (--record) if the change "
         "is meant."
     ) in output
+    assert "replay mismatches: 1 (the engine no longer sends the recorded requests" in output
 
 
 # --- Through the real boto3 client -----------------------------------------------------------
