@@ -60,10 +60,13 @@ lock: | $(UV) ## Re-resolve dependencies into uv.lock
 synth: install-infra ## Synthesize the CloudFormation templates offline into infra/cdk.out
 	cd infra && JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 ../$(PY) app.py
 
+evals: install ## Play the eval cases in evals/ (demo model; EVALS_ARGS="--model bedrock:<id> --junit out.xml")
+	$(RUN_ENV) $(PY) manage.py evaluate $(EVALS_ARGS)
+
 bench: install ## Run the benchmarks under bench/ (see bench/README.md)
 	scripts/with-services sh -c '$(PY) bench/turns.py && $(PY) bench/channel_layer.py'
 
 clean: ## Remove the virtualenv, caches and the local SQLite database
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache staticfiles db.sqlite3 infra/cdk.out
 
-.PHONY: help install install-infra run test check fmt lock synth bench clean
+.PHONY: help install install-infra run test check fmt lock synth evals bench clean

@@ -91,6 +91,14 @@ def customer_list_with_order_counts() -> QuerySet[Customer]:
     return Customer.objects.annotate(order_count=Count("orders")).order_by("name")
 
 
+def customer_list_with_orders() -> list[Customer]:
+    """Every customer by id with their orders prefetched, for staff tools that look across all.
+
+    Not for a customer's request: it reads everyone's data.
+    """
+    return list(Customer.objects.prefetch_related("orders").order_by("pk"))
+
+
 # --- Orders ----------------------------------------------------------------------------------
 
 
@@ -108,6 +116,14 @@ def order_get(*, customer: Customer, order_id: str) -> Order:
 def order_list(*, customer: Customer) -> list[Order]:
     """Returns the customer's own orders, newest first."""
     return list(Order.objects.filter(customer=customer).order_by("-created_at", "id"))
+
+
+def order_statuses() -> dict[str, str]:
+    """Every order's status by order id, across all customers (to compare the shop over time).
+
+    Not for a customer's request: it reads everyone's orders.
+    """
+    return dict(Order.objects.order_by("pk").values_list("pk", "status"))
 
 
 # --- Order events (the audit trail) ---------------------------------------------------------

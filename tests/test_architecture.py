@@ -7,7 +7,8 @@ fails on:
   cycle is still one);
 - ``from x import _private`` of another project module, or ``module._private`` on one;
 - a package importing one above it: ``chat.engine`` ← ``orders`` ← ``chat.tools`` (and the
-  models) ← ``chat.live`` ← ``chat.staff`` ← the app's entry points and the project;
+  models) ← ``chat.live`` ← ``chat.staff`` ← ``chat.evals`` ← the app's entry points and the
+  project;
 - a ``chat.engine`` module importing Django, Channels or asyncio, or boto3/botocore outside
   ``chat.engine.bedrock``;
 - a module over 400 lines (migrations excepted).
@@ -45,6 +46,9 @@ PROJECT = Rules(
         ("chat.models", "chat.migrations", "chat.tools"),
         ("chat.live",),
         ("chat.staff",),
+        # Evals play turns through the live chat and price them like the staff dashboard; no
+        # part of the running app depends on them.
+        ("chat.evals",),
         ("chat", "anycompany"),
     ),
     engine="chat.engine",
@@ -225,12 +229,28 @@ def test_each_package_says_what_belongs_in_it() -> None:
         "chat.tools",
         "chat.live",
         "chat.staff",
+        "chat.evals",
         "orders",
     ]
 
     undocumented = [p for p in packages if not ast.get_docstring(ast.parse(names[p].read_text()))]
 
     assert undocumented == []
+
+
+def test_the_evals_reach_the_rest_of_the_chat_only_through_their_engine_module() -> None:
+    known = modules(ROOT, PROJECT.packages)
+    rest = ("chat.engine", "chat.tools", "chat.live", "chat.staff")
+
+    elsewhere = [
+        f"{name}:{item.line} imports {item.target}"
+        for name, path in known.items()
+        if name.startswith("chat.evals.") and name != "chat.evals.engine"
+        for item in imports(name, path, known)
+        if item.target.startswith(rest)
+    ]
+
+    assert elsewhere == []
 
 
 # --- The checks catch what they claim to ----------------------------------------------------------

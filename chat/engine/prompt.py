@@ -42,17 +42,19 @@ def tool_list(tools: Iterable[Tool]) -> str:
     return "Your tools:\n" + "\n".join(lines)
 
 
+def instructions(*, tools: Iterable[Tool]) -> str:
+    """The part of the system prompt that is the same for every customer."""
+    return "\n\n".join([INTRODUCTION, tool_list(tools), ANSWER_FORMAT])
+
+
 def system_prompt(*, tools: Iterable[Tool], customer_name: str, customer_id: str) -> str:
-    """The system prompt for a conversation with one signed-in customer.
+    """The system prompt for a conversation with one signed-in customer: ``instructions``, then
+    who the customer is.
 
     The customer's own name and id let the model use their id without asking for details the
     app already knows.
     """
-    return "\n\n".join(
-        [
-            INTRODUCTION,
-            tool_list(tools),
-            ANSWER_FORMAT,
-            f"The signed-in customer is {customer_name} (customer id {customer_id}).",
-        ]
+    return (
+        f"{instructions(tools=tools)}\n\n"
+        f"The signed-in customer is {customer_name} (customer id {customer_id})."
     )

@@ -1,7 +1,8 @@
 """The staff side: how the support team audits conversations and answers customers.
 
 What belongs here: the admin (``admin``), transcripts (``transcript``), numbers and charts
-(``metrics``, ``dashboard``, ``charts``), export and retention (``export``, ``retention``), the
+(``metrics``, ``dashboard``, ``charts``), export and retention (``export``, ``retention``), eval
+cases drafted from conversations with nothing personal in them (``eval_drafts``, ``scrub``), the
 customers' ratings (``feedback``), and the human handoff as agents see it: claiming, replying,
 handing back, the inbox (``handoff``, ``views``, ``consumers``).
 

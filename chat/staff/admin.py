@@ -5,7 +5,9 @@ audit record, removed only by the retention command (``purge_conversations``). A
 conversation goes through ``chat.staff.handoff`` (the inbox), never through a form.
 """
 
+import io
 import re
+import zipfile
 from typing import Any
 
 from django.contrib import admin
@@ -15,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from chat.models import Conversation, Feedback, FeedbackScore, Message, ModelCall
+from chat.staff.eval_drafts import conversation_draft
 from chat.staff.export import conversations_csv, conversations_json
 from chat.staff.metrics import (
     cancellation_q,
@@ -148,7 +151,7 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
     change_form_template = "admin/chat/conversation/change_form.html"
-    actions = ["export_json", "export_csv"]
+    actions = ["export_json", "export_csv", "draft_eval_case"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         return with_metrics(super().get_queryset(request).select_related("customer", "owner"))
@@ -238,6 +241,34 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Conversation]
     ) -> StreamingHttpResponse:
         return _download(conversations_csv(_plain(queryset)), "csv", "text/csv; charset=utf-8")
+
+    # "export": a draft leaves the system like an export does, so it takes the same permission
+    # (chat.export_conversations: the Support lead role has it, the Support agent role lacks it).
+    @admin.action(
+        description="Draft an eval case from the selected conversations", permissions=["export"]
+    )
+    def draft_eval_case(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> HttpResponse:
+        """One YAML draft per conversation (a zip when there are several).
+
+        The file names carry only the time, never the conversation's id or its customer.
+        """
+        now = timezone.now()
+        stamp = now.strftime("%Y%m%d-%H%M%S")
+        conversations = _plain(queryset).select_related("customer")
+        drafts = [conversation_draft(conversation, now=now) for conversation in conversations]
+        if len(drafts) == 1:
+            response = HttpResponse(drafts[0], content_type="application/yaml; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="draft-{stamp}.yaml"'
+            return response
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for number, draft in enumerate(drafts, start=1):
+                archive.writestr(f"draft-{stamp}-{number}.yaml", draft)
+        response = HttpResponse(buffer.getvalue(), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="eval-drafts-{stamp}.zip"'
+        return response
 
 
 def _plain(queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:

@@ -8,10 +8,12 @@ from orders.selectors import (
     OrderNotFound,
     customer_get,
     customer_list_with_order_counts,
+    customer_list_with_orders,
     customer_lookup,
     customer_of_user,
     order_get,
     order_list,
+    order_statuses,
 )
 from tests.conftest import make_order
 
@@ -103,3 +105,15 @@ def test_a_customer_by_id_and_the_list_with_order_counts(alice: Customer, bob: C
         customer_get(customer_id="nobody")
     counts = {c.pk: c.order_count for c in customer_list_with_order_counts()}  # type: ignore[attr-defined]
     assert counts == {alice.pk: 2, bob.pk: 0}
+
+
+def test_the_staff_reads_across_customers_see_every_customer_and_order(
+    alice: Customer, bob: Customer
+) -> None:
+    make_order("37129", alice)
+    make_order("41000", bob, status="Shipped")
+
+    listed = {c.pk: [o.pk for o in c.orders.all()] for c in customer_list_with_orders()}
+
+    assert listed == {alice.pk: ["37129"], bob.pk: ["41000"]}
+    assert order_statuses() == {"37129": "Processing", "41000": "Shipped"}
