@@ -70,7 +70,9 @@ class Player:
         self.prompt: str | None = None
         if variant.prompt_path is not None:
             try:
-                self.prompt = variant.prompt_path.read_text(encoding="utf-8")
+                # Editors end files with a newline; without it a copy of the shipped prompt
+                # sends exactly the shipped request.
+                self.prompt = variant.prompt_path.read_text(encoding="utf-8").rstrip()
             except (OSError, UnicodeDecodeError) as error:
                 raise ValueError(
                     f"{variant.prompt_path}: cannot read the prompt file ({error})"

@@ -81,6 +81,20 @@ def test_a_changed_system_prompt_stops_the_replay_and_names_it(
     assert "replay mismatches: 1 (the engine no longer sends the recorded requests" in output
 
 
+def test_a_copy_of_the_shipped_prompt_replays_as_the_shipped_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings.CHAT_MODEL = "demo"
+    case = SHIPPED_SUITE / "sample-order-lookup.yaml"
+    evaluate(case, "--record", tmp_path / "demo.json")
+    candidate = tmp_path / "candidate.txt"
+    candidate.write_text(shipped_prompt() + "\n")  # as the README's shell command writes it
+
+    output, failed = evaluate(case, "--replay", tmp_path / "demo.json", "--prompt-file", candidate)
+
+    assert failed is None, output
+
+
 # --- Through the real boto3 client -----------------------------------------------------------
 
 
