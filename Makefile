@@ -48,8 +48,8 @@ lock: | $(UV) ## Re-resolve dependencies into uv.lock
 synth: install ## Synthesize the CloudFormation templates offline into infra/cdk.out
 	cd infra && JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 ../$(PY) app.py
 
-bench: install ## Run the benchmarks under bench/ (see bench/README.md)
-	scripts/with-services sh -c '$(PY) bench/turns.py && $(PY) bench/channel_layer.py'
+bench: install ## Run the benchmarks under bench/ (BENCH_ARGS=--quick for a smoke run; see bench/README.md)
+	scripts/with-services sh -c '$(PY) bench/e2e.py $(BENCH_ARGS) && $(PY) bench/channel_layer.py'
 
 clean: ## Remove the virtualenv, caches and the local SQLite database
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache staticfiles db.sqlite3 infra/cdk.out
