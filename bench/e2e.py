@@ -33,13 +33,16 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from websockets.exceptions import ConnectionClosed
+
 from bench import phases
-from bench.client import Browser
+from bench.client import Browser, ClientError
 from bench.floor import bedrock_client
 from bench.phases import BenchError, Customer, Run
 from bench.stack import (
@@ -101,10 +104,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--customers", type=int, help="customers signed in (10); conversations are spread")
     add("--timeout", type=float, help="seconds before a turn counts as lost (300)")
     add("--turn-workers", type=int, help="CHAT_MAX_CONCURRENT_TURNS (default: the app's)")
-    add("--pg-max-connections", type=int, default=100, help="PostgreSQL max_connections (100)")
+    add("--pg-max-connections", type=int, default=300,
+        help="PostgreSQL max_connections (300, as scripts/with-services)")  # fmt: skip
     add("--profile", nargs="?", const="", metavar="FILE", help="profile sequential turns with "
         "py-spy; FILE keeps the collapsed stacks (speedscope reads them)")  # fmt: skip
     add("--json", action="store_true", help="print the results as JSON on stdout")
+    add("--logs", metavar="DIR", help="keep the server, PostgreSQL, Redis and stand-in logs here")
     args = parser.parse_args(argv)
     for name, value in (QUICK if args.quick else FULL).items():
         if getattr(args, name) is None:
@@ -192,9 +197,18 @@ def log_problems(path: Path) -> dict[str, Any]:
     return {
         "errors": len(errors),
         "warnings": len(warnings),
+        # channels_redis drops a group message silently but for this INFO line.
+        "layer_drops": sum("over capacity in group" in line for line in lines),
         "tracebacks": sum("Traceback (most recent call last)" in line for line in lines),
         "commonest": [f"{n}× {message}" for message, n in common.most_common(5)],
     }
+
+
+def keep_logs(workdir: Path, destination: Path) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
+    for log in workdir.glob("*.log"):
+        shutil.copy(log, destination / log.name)
+    progress(f"logs kept in {destination}")
 
 
 def load() -> str:
@@ -315,37 +329,68 @@ async def one_run(
         progress(f"run {number}: warm-up and floor")
         result.update(await phases.warm_up_and_floor(run, repeats=args.floor_repeats))
         floor = result["floor_ms"]
+        steps: list[tuple[str, str, Callable[[], Awaitable[Any]]]] = []
         if args.rows & {"1", "2", "3"}:
-            progress(f"run {number}: {args.turns} sequential turns")
-            result["sequential"] = await phases.sequential(run, turns=args.turns, floor=floor)
+            steps.append(
+                (
+                    "sequential",
+                    f"{args.turns} sequential turns",
+                    lambda: phases.sequential(run, turns=args.turns, floor=floor),
+                )
+            )
         if "3" in args.rows:
-            total = args.clients * args.turns_per_client
-            progress(f"run {number}: {total} turns from {args.clients} concurrent customers")
-            result["concurrent"] = await phases.concurrent(
-                run, clients=args.clients, turns_per_client=args.turns_per_client
+            steps.append(
+                (
+                    "concurrent",
+                    f"{args.clients * args.turns_per_client} turns from {args.clients} "
+                    "concurrent customers",
+                    lambda: phases.concurrent(
+                        run, clients=args.clients, turns_per_client=args.turns_per_client
+                    ),
+                )
             )
         if "5" in args.rows and long_conversation is not None:
-            progress(f"run {number}: turns at {args.short_history} and {args.history} messages")
-            result["history"] = await phases.history(
-                run,
-                turns=args.history_turns,
-                short=args.short_history,
-                long_conversation=long_conversation,
-                repeats=max(5, args.floor_repeats // 2),
+            steps.append(
+                (
+                    "history",
+                    f"turns at {args.short_history} and {args.history} messages",
+                    lambda: phases.history(
+                        run,
+                        turns=args.history_turns,
+                        short=args.short_history,
+                        long_conversation=long_conversation,
+                        repeats=max(5, args.floor_repeats // 2),
+                    ),
+                )
             )
         if args.profile is not None and number == 0:
-            progress(f"run {number}: profiling {args.turns} sequential turns with py-spy")
             out = Path(args.profile) if args.profile else workdir / "profile.txt"
-            summary = await phases.profile(run, turns=args.turns, out=out)
-            result["profile"] = summary.as_dict()
+
+            async def profile() -> dict[str, Any]:
+                return (await phases.profile(run, turns=args.turns, out=out)).as_dict()
+
+            steps.append(("profile", f"profiling {args.turns} sequential turns", profile))
         if "4" in args.rows:
-            progress(f"run {number}: {args.conversations} simultaneous conversations")
-            result["simultaneous"] = await phases.simultaneous(
-                run,
-                conversations=args.conversations,
-                model_ms=args.model_ms,
-                stream_ms=min(args.stream_ms, args.model_ms),
+            steps.append(
+                (
+                    "simultaneous",
+                    f"{args.conversations} simultaneous conversations",
+                    lambda: phases.simultaneous(
+                        run,
+                        conversations=args.conversations,
+                        model_ms=args.model_ms,
+                        stream_ms=min(args.stream_ms, args.model_ms),
+                    ),
+                )
             )
+        for key, what, step in steps:
+            progress(f"run {number}: {what}")
+            try:
+                result[key] = await step()
+            except (BenchError, ClientError, ConnectionClosed, OSError, TimeoutError) as error:
+                # The server broke under this row: say so in the report, measure the rest.
+                progress(f"run {number}: {key} failed: {str(error)[:300]}")
+                result[key] = {"error": str(error)[:2000]}
     finally:
         stop_daphne(server)
     result["load_after"] = load()
@@ -356,6 +401,9 @@ async def one_run(
 async def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     stack.callback(shutil.rmtree, workdir, True)
+    if args.logs:
+        # Registered after the removal, so it runs first: the logs are copied, then deleted.
+        stack.callback(keep_logs, workdir, Path(args.logs))
     # PostgreSQL runs as its own user below it; nothing secret is kept here.
     os.chmod(workdir, 0o755)  # noqa: S103
     progress(f"starting PostgreSQL, Redis and the Bedrock stand-in (load {load()})")
@@ -404,7 +452,7 @@ async def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict
         "settings": {
             key: value
             for key, value in vars(args).items()
-            if key not in {"json", "quick"} and key != "rows"
+            if key not in {"json", "quick", "logs", "rows"}
         }
         | {"rows": sorted(args.rows), "CHAT_MAX_CONCURRENT_TURNS": args.turn_workers or "default"},
         "runs": runs,
@@ -483,17 +531,23 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"run {number}: load {run['load_before']} → {run['load_after']}; "
             f"server log: {run['server_log']['errors']} errors, "
-            f"{run['server_log']['warnings']} warnings"
+            f"{run['server_log']['warnings']} warnings, "
+            f"{run['server_log']['layer_drops']} group sends dropped over capacity"
         )
         lines += [f"    {message}" for message in run["server_log"]["commonest"]]
-        if "simultaneous" in run:
+        lines += [
+            f"    {key} failed: {value['error'][:300]}"
+            for key, value in run.items()
+            if isinstance(value, dict) and "error" in value
+        ]
+        if "wall_s" in run.get("simultaneous", {}):
             s = run["simultaneous"]
             lines.append(
                 f"    row 4: {s['conversations']} conversations, wall {s['wall_s']:.1f} s "
                 f"(ideal {s['ideal_s']:.1f} s), lost {s['lost']}, failed {s['failed']} "
                 f"{s['problems']}"
             )
-        if "history" in run:
+        if "short" in run.get("history", {}):
             h = run["history"]
             lines.append(
                 f"    row 5: history {h['short']['history_messages']:.0f} vs "
@@ -502,14 +556,18 @@ def render(report: dict[str, Any]) -> str:
                 f"{h['long']['messages_sent_to_model']:.0f}; CPU/turn "
                 f"{h['short']['cpu_ms_per_turn']:.0f} vs {h['long']['cpu_ms_per_turn']:.0f} ms"
             )
-    last = next((run for run in reversed(report["runs"]) if "sequential" in run), None)
+    last = next(
+        (run for run in reversed(report["runs"]) if "sql" in run.get("sequential", {})), None
+    )
     if last is not None:
         lines += ["", "top statements per turn (last run):"]
         lines += [
             f"  {entry['calls_per_turn']:6.2f}  {entry['query'][:110]}"
             for entry in last["sequential"]["sql"]["top"]
         ]
-    profile = next((run["profile"] for run in report["runs"] if "profile" in run), None)
+    profile = next(
+        (run["profile"] for run in report["runs"] if "samples" in run.get("profile", {})), None
+    )
     if profile is not None:
         lines += ["", f"profile ({profile['samples']} samples holding the GIL), by library:"]
         lines += [f"  {v:5.1f} %  {k}" for k, v in profile["by_library_percent"].items()]
@@ -529,8 +587,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as stack:
             report = asyncio.run(measure(args, stack))
-    except (BenchError, StackError) as error:
-        progress(f"failed: {error}")
+    except (BenchError, StackError, ClientError) as error:
+        progress(f"failed: {error}" + ("" if args.logs else " (--logs DIR keeps the logs)"))
         return 1
     except KeyboardInterrupt:
         progress("interrupted; every process was stopped")
