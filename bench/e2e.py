@@ -120,6 +120,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rows = rows
     if args.history % 2 or args.short_history % 2:
         parser.error("--history and --short-history must be even (turns store 2 or 4 messages)")
+    if args.history - 2 * (args.history_turns - 1) < args.short_history:
+        parser.error(
+            "--history is too short for --history-turns: the measured turns are centred on it, "
+            f"so it must be at least {args.short_history + 2 * (args.history_turns - 1)}"
+        )
     return args
 
 
@@ -293,7 +298,7 @@ async def setup(
             [customers[i % len(customers)] for i in range(args.runs)], args.runs
         )
         chats = await phases.open_chats(long_ones)
-        await asyncio.gather(*(chat.seed(max(0, start), timeout=args.timeout) for chat in chats))
+        await asyncio.gather(*(chat.seed(start, timeout=args.timeout) for chat in chats))
         await phases.close_chats(chats)
         return long_ones
     finally:
@@ -470,6 +475,8 @@ MEASURES: list[tuple[str, str, tuple[str, ...]]] = [
      ("sequential", "beyond_floor_ms", "p50")),
     ("beyond_p99_ms", "1. server time beyond the model calls, p99 (ms)",
      ("sequential", "beyond_floor_ms", "p99")),
+    ("beyond_standin_p50_ms", "1.   beyond the stand-in's own time for those calls, p50 (ms)",
+     ("sequential", "beyond_standin_ms", "p50")),
     ("statements", "2. SQL statements per one-tool turn", ("sequential", "sql", "statements")),
     ("round_trips", "2.   sent by the server (round trips)", ("sequential", "sql", "round_trips")),
     ("tx", "2.   BEGIN/COMMIT/SAVEPOINT/RELEASE", ("sequential", "sql", "transaction_control")),
@@ -482,6 +489,7 @@ MEASURES: list[tuple[str, str, tuple[str, ...]]] = [
     ("server_cores", "3.   server cores busy meanwhile", ("concurrent", "server_cores_busy")),
     ("wall_over_ideal", "4. simultaneous conversations: wall ÷ ideal",
      ("simultaneous", "wall_over_ideal")),
+    ("wall_s", "4.   wall time (s)", ("simultaneous", "wall_s")),
     ("lost", "4. lost turns", ("simultaneous", "lost")),
     ("failed", "4. failed turns (wrong or refused reply)", ("simultaneous", "failed")),
     ("short_ms", "5. beyond the floor at short history, p50 (ms)",
@@ -573,6 +581,8 @@ def render(report: dict[str, Any]) -> str:
         lines += [f"  {v:5.1f} %  {k}" for k, v in profile["by_library_percent"].items()]
         lines += ["top functions by self time:"]
         lines += [f"  {v:5.1f} %  {k}" for k, v in profile["top_self_percent"].items()]
+        lines += ["the app's functions by total time:"]
+        lines += [f"  {v:5.1f} %  {k}" for k, v in profile["app_total_percent"].items()]
         lines += ["top functions by total time:"]
         lines += [f"  {v:5.1f} %  {k}" for k, v in profile["top_total_percent"].items()]
     return "\n".join(lines)

@@ -253,9 +253,11 @@ async def concurrent(run: Run, *, clients: int, turns_per_client: int) -> dict[s
 
 
 async def _measure_turns(run: Run, chats: list[Chat], *, repeats: int) -> dict[str, Any]:
-    histories = [chat.history for chat in chats]
+    histories, results = [], []
     cpu_before = cpu_seconds(run.server.pid)
-    results = [await chat.turn(timeout=run.timeout) for chat in chats]
+    for chat in chats:
+        histories.append(chat.history)
+        results.append(await chat.turn(timeout=run.timeout))
     cpu = cpu_seconds(run.server.pid) - cpu_before
     _require(results, "history turns", run.server)
     model = run.model_times()

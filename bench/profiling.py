@@ -34,6 +34,7 @@ _GROUPS = [
     ("Django (other)", ("django/",)),
     ("jsonschema", ("jsonschema/", "referencing/", "rpds/")),
 ]
+_APP_FILES = tuple(f"({package}/" for package in APP_PACKAGES)
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*)\)$")
 
 
@@ -105,6 +106,7 @@ class Summary:
     groups: list[tuple[str, float]]
     self_top: list[tuple[str, float]]
     total_top: list[tuple[str, float]]
+    app_top: list[tuple[str, float]]  # the app's own functions by total samples
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +114,7 @@ class Summary:
             "by_library_percent": dict(self.groups),
             "top_self_percent": dict(self.self_top),
             "top_total_percent": dict(self.total_top),
+            "app_total_percent": dict(self.app_top),
         }
 
 
@@ -152,6 +155,13 @@ def summarize(path: Path, *, top: int = 20) -> Summary:
     def percent(counter: Counter[str], limit: int) -> list[tuple[str, float]]:
         return [(name, 100 * n / max(1, samples)) for name, n in counter.most_common(limit)]
 
+    app_counts = Counter(
+        {name: n for name, n in total_counts.items() if any(a in name for a in _APP_FILES)}
+    )
     return Summary(
-        samples, percent(groups, 20), percent(self_counts, top), percent(total_counts, top)
+        samples,
+        percent(groups, 20),
+        percent(self_counts, top),
+        percent(total_counts, top),
+        percent(app_counts, top),
     )

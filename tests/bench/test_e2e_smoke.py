@@ -128,3 +128,4 @@ def test_profiles_are_grouped_by_the_innermost_library_outside_the_standard_libr
         "botocore + urllib3": pytest.approx(100 / 6),
     }
     assert summary.self_top[0] == ("loads (json/__init__.py)", 50.0)
+    assert summary.app_top == [("turn_submit (chat/services.py)", 50.0)]
