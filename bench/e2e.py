@@ -23,30 +23,40 @@ import datetime
 import json
 import os
 import platform
-import resource
 import secrets
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+# Run as a script: the repository root must be importable (bench/'s own module names are chosen
+# not to shadow any other module, as this directory comes first on the path).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from websockets.exceptions import ConnectionClosed
 
 from bench import phases
-from bench.client import Browser, ClientError
+from bench.client import ClientError
 from bench.floor import bedrock_client
+from bench.operations import (
+    create_logins,
+    demo_customers,
+    git_revision,
+    keep_logs,
+    load,
+    log_problems,
+    progress,
+    raise_file_limit,
+    server_env,
+    sign_in,
+)
 from bench.phases import BenchError, Customer, Run
+from bench.report import render, summarize
 from bench.stack import (
-    ROOT,
     StackError,
     free_port,
     manage,
@@ -58,13 +68,6 @@ from bench.stack import (
 )
 
 DATABASE = "bench"
-# Variables of the app that must come from here, not from the shell that runs the benchmark.
-_APP_PREFIXES = (
-    "AWS_", "DB_", "DATABASE_", "REDIS_", "CHAT_", "BEDROCK_", "COGNITO_", "DJANGO_", "SECURE_",
-    "SESSION_", "CSRF_", "CHANNEL_LAYER_", "CONVERSATION_", "DEMO_", "DEBUG", "SECRET_KEY",
-    "ALLOWED_HOSTS", "LOG_LEVEL",
-)  # fmt: skip
-
 FULL = {
     "runs": 3, "turns": 100, "clients": 32, "turns_per_client": 4, "conversations": 1000,
     "model_ms": 1000.0, "history": 500, "history_turns": 10, "floor_repeats": 50,
@@ -75,10 +78,6 @@ QUICK = {
     "model_ms": 500.0, "history": 40, "history_turns": 3, "floor_repeats": 10,
     "customers": 1, "timeout": 60.0,
 }  # fmt: skip
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -128,138 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def raise_file_limit(needed: int) -> None:
-    """A socket per conversation on both ends, plus the server's database and Redis ones."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(needed, 4096)), hard))
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        raise StackError(
-            f"{needed} file descriptors are needed but the limit is {soft}: raise it "
-            "(ulimit -n) or pass a smaller --conversations."
-        )
-
-
-def demo_customers(count: int) -> list[Customer]:
-    """The first ``count`` demo customers, with their orders as the tool reports them."""
-    fixtures = ROOT / "orders" / "fixtures"
-    customers = json.loads((fixtures / "customers.json").read_text())
-    orders = json.loads((fixtures / "orders.json").read_text())
-    chosen = []
-    for row in customers[:count]:
-        theirs = [
-            {"id": o["pk"], **{k: o["fields"][k] for k in ("product", "quantity", "status")}}
-            for o in orders
-            if o["fields"]["customer"] == row["pk"]
-        ]
-        if theirs:
-            fields = row["fields"]
-            chosen.append(Customer(fields["username"], fields["email"], theirs))
-    return chosen
-
-
-def server_env(*, database_url: str, redis_url: str, standin_url: str, args: Any) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_APP_PREFIXES)}
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "anycompany.settings",
-            "DEBUG": "false",
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            # Plain HTTP on the loopback: TLS ends at the load balancer in production.
-            "SECURE_SSL_REDIRECT": "false",
-            "SESSION_COOKIE_SECURE": "false",
-            "CSRF_COOKIE_SECURE": "false",
-            "SECURE_HSTS_SECONDS": "0",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "CHAT_MODEL": "bedrock",
-            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": standin_url,
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            # Raised so the benchmark measures turns, not refusals; the budget query still runs.
-            "CHAT_RATE_LIMIT_PER_MINUTE": "1000000",
-            "CHAT_DAILY_TOKEN_BUDGET": str(10**15),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    if args.turn_workers:
-        env["CHAT_MAX_CONCURRENT_TURNS"] = str(args.turn_workers)
-    return env
-
-
-def log_problems(path: Path) -> dict[str, Any]:
-    """Warnings, errors and tracebacks the server logged, with the commonest messages."""
-    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-    errors = [line for line in lines if " ERROR " in line]
-    warnings = [line for line in lines if " WARNING " in line]
-    common = Counter(line.split(" ", 3)[-1][:150] for line in errors + warnings)
-    return {
-        "errors": len(errors),
-        "warnings": len(warnings),
-        # channels_redis drops a group message silently but for this INFO line.
-        "layer_drops": sum("over capacity in group" in line for line in lines),
-        "tracebacks": sum("Traceback (most recent call last)" in line for line in lines),
-        "commonest": [f"{n}× {message}" for message, n in common.most_common(5)],
-    }
-
-
-def keep_logs(workdir: Path, destination: Path) -> None:
-    destination.mkdir(parents=True, exist_ok=True)
-    for log in workdir.glob("*.log"):
-        shutil.copy(log, destination / log.name)
-    progress(f"logs kept in {destination}")
-
-
-def load() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
-def git_revision() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{head}{' (uncommitted changes)' if dirty else ''}"
-
-
 # --- Setup and runs -----------------------------------------------------------------------------
-
-
-def create_logins(
-    env: dict[str, str], customers: list[Customer], password: str, logs: Path
-) -> None:
-    """``create_customer_login`` for each customer, in one ``manage.py shell`` (one start-up)."""
-    emails = [customer.email for customer in customers]
-    script = (
-        "from django.core.management import call_command\n"
-        f"for email in {emails!r}:\n"
-        "    call_command('create_customer_login', email)\n"
-    )
-    login_env = {**env, "CUSTOMER_LOGIN_PASSWORD": password}
-    manage(login_env, "shell", "--no-imports", "-c", script, log=logs / "setup.log")
-
-
-async def sign_in(customers: list[Customer], port: int, password: str) -> None:
-    async def one(customer: Customer) -> None:
-        browser = Browser("127.0.0.1", port)
-        await asyncio.to_thread(browser.sign_in, customer.username, password)
-        customer.browser = browser
-
-    await asyncio.gather(*(one(customer) for customer in customers))
 
 
 def _start_server(env: dict[str, str], workdir: Path, name: str) -> Any:
@@ -463,129 +331,6 @@ async def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict
         "runs": runs,
         "summary": summarize(runs),
     }
-
-
-# --- Report -------------------------------------------------------------------------------------
-
-# (key, label, path into a run's result)
-MEASURES: list[tuple[str, str, tuple[str, ...]]] = [
-    ("floor_p50_ms", "floor: the turn's 2 model calls via boto3, p50 (ms)", ("floor_ms", "p50")),
-    ("turn_p50_ms", "1. turn as the client sees it, p50 (ms)", ("sequential", "turn_ms", "p50")),
-    ("beyond_p50_ms", "1. server time beyond the model calls, p50 (ms)",
-     ("sequential", "beyond_floor_ms", "p50")),
-    ("beyond_p99_ms", "1. server time beyond the model calls, p99 (ms)",
-     ("sequential", "beyond_floor_ms", "p99")),
-    ("beyond_standin_p50_ms", "1.   beyond the stand-in's own time for those calls, p50 (ms)",
-     ("sequential", "beyond_standin_ms", "p50")),
-    ("statements", "2. SQL statements per one-tool turn", ("sequential", "sql", "statements")),
-    ("round_trips", "2.   sent by the server (round trips)", ("sequential", "sql", "round_trips")),
-    ("tx", "2.   BEGIN/COMMIT/SAVEPOINT/RELEASE", ("sequential", "sql", "transaction_control")),
-    ("select_1", "2.   SELECT 1 health checks", ("sequential", "sql", "select_1")),
-    ("fk", "2.   deferred FK checks", ("sequential", "sql", "fk_checks")),
-    ("exec_ms", "2.   server-side execution (ms)", ("sequential", "sql", "server_exec_ms")),
-    ("cpu_seq", "3. server CPU per turn, sequential (ms)", ("sequential", "cpu_ms_per_turn")),
-    ("cpu_conc", "3. server CPU per turn, concurrent (ms)", ("concurrent", "cpu_ms_per_turn")),
-    ("turns_per_s", "3. turns/s one process completes", ("concurrent", "turns_per_s")),
-    ("server_cores", "3.   server cores busy meanwhile", ("concurrent", "server_cores_busy")),
-    ("wall_over_ideal", "4. simultaneous conversations: wall ÷ ideal",
-     ("simultaneous", "wall_over_ideal")),
-    ("wall_s", "4.   wall time (s)", ("simultaneous", "wall_s")),
-    ("lost", "4. lost turns", ("simultaneous", "lost")),
-    ("failed", "4. failed turns (wrong or refused reply)", ("simultaneous", "failed")),
-    ("short_ms", "5. beyond the floor at short history, p50 (ms)",
-     ("history", "short", "beyond_floor_ms", "p50")),
-    ("long_ms", "5. beyond the floor at long history, p50 (ms)",
-     ("history", "long", "beyond_floor_ms", "p50")),
-    ("history_ratio", "5. long ÷ short, time beyond the floor", ("history", "beyond_floor_ratio")),
-    ("history_cpu_ratio", "5. long ÷ short, server CPU per turn", ("history", "cpu_ratio")),
-]  # fmt: skip
-
-
-def _dig(data: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    return data
-
-
-def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    summary = {}
-    for key, label, path in MEASURES:
-        values = [v for v in (_dig(run, path) for run in runs) if isinstance(v, int | float)]
-        if values:
-            summary[key] = {
-                "label": label,
-                "median": statistics.median(values),
-                "min": min(values),
-                "max": max(values),
-                "runs": values,
-            }
-    return summary
-
-
-def render(report: dict[str, Any]) -> str:
-    lines = [
-        f"{report['date']}  revision {report['revision']}  {report['machine']}",
-        f"settings: {report['settings']}",
-        "",
-        f"{'measure':<58} {'median':>9}  (min–max of {len(report['runs'])} runs)",
-    ]
-    for entry in report["summary"].values():
-        lines.append(
-            f"{entry['label']:<58} {entry['median']:>9.2f}  ({entry['min']:.2f}–{entry['max']:.2f})"
-        )
-    for number, run in enumerate(report["runs"]):
-        lines.append(
-            f"run {number}: load {run['load_before']} → {run['load_after']}; "
-            f"server log: {run['server_log']['errors']} errors, "
-            f"{run['server_log']['warnings']} warnings, "
-            f"{run['server_log']['layer_drops']} group sends dropped over capacity"
-        )
-        lines += [f"    {message}" for message in run["server_log"]["commonest"]]
-        lines += [
-            f"    {key} failed: {value['error'][:300]}"
-            for key, value in run.items()
-            if isinstance(value, dict) and "error" in value
-        ]
-        if "wall_s" in run.get("simultaneous", {}):
-            s = run["simultaneous"]
-            lines.append(
-                f"    row 4: {s['conversations']} conversations, wall {s['wall_s']:.1f} s "
-                f"(ideal {s['ideal_s']:.1f} s), lost {s['lost']}, failed {s['failed']} "
-                f"{s['problems']}"
-            )
-        if "short" in run.get("history", {}):
-            h = run["history"]
-            lines.append(
-                f"    row 5: history {h['short']['history_messages']:.0f} vs "
-                f"{h['long']['history_messages']:.0f} messages; messages sent to the model "
-                f"{h['short']['messages_sent_to_model']:.0f} vs "
-                f"{h['long']['messages_sent_to_model']:.0f}; CPU/turn "
-                f"{h['short']['cpu_ms_per_turn']:.0f} vs {h['long']['cpu_ms_per_turn']:.0f} ms"
-            )
-    last = next(
-        (run for run in reversed(report["runs"]) if "sql" in run.get("sequential", {})), None
-    )
-    if last is not None:
-        lines += ["", "top statements per turn (last run):"]
-        lines += [
-            f"  {entry['calls_per_turn']:6.2f}  {entry['query'][:110]}"
-            for entry in last["sequential"]["sql"]["top"]
-        ]
-    profile = next(
-        (run["profile"] for run in report["runs"] if "samples" in run.get("profile", {})), None
-    )
-    if profile is not None:
-        lines += ["", f"profile ({profile['samples']} samples holding the GIL), by library:"]
-        lines += [f"  {v:5.1f} %  {k}" for k, v in profile["by_library_percent"].items()]
-        lines += ["top functions by self time:"]
-        lines += [f"  {v:5.1f} %  {k}" for k, v in profile["top_self_percent"].items()]
-        lines += ["the app's functions by total time:"]
-        lines += [f"  {v:5.1f} %  {k}" for k, v in profile["app_total_percent"].items()]
-        lines += ["top functions by total time:"]
-        lines += [f"  {v:5.1f} %  {k}" for k, v in profile["top_total_percent"].items()]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,8 @@ import psycopg
 from bench import floor, pgstats, profiling
 from bench.client import Browser, ChatSocket, TurnResult
 from bench.floor import Call
+from bench.script import answer_text, question_text, small_talk_answer, small_talk_text
 from bench.stack import Server, StandInProcess, cpu_seconds
-from bench.standin import answer_text, question_text, small_talk_answer, small_talk_text
 
 
 class BenchError(RuntimeError):

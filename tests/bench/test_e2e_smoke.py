@@ -10,7 +10,8 @@ import pytest
 
 from bench.floor import Call, FloorError, bedrock_client, call, replay
 from bench.profiling import summarize
-from bench.standin import Config, StandIn, answer_text, not_found_text, question_text, split_text
+from bench.script import answer_text, not_found_text, question_text, split_text
+from bench.standin import Config, StandIn
 
 MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 TOKEN = "0123456789abcdef"
