@@ -57,6 +57,7 @@ from bench.operations import (
 from bench.phases import BenchError, Customer, Run
 from bench.report import render, summarize
 from bench.stack import (
+    Server,
     StackError,
     free_port,
     manage,
@@ -130,7 +131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- Setup and runs -----------------------------------------------------------------------------
 
 
-def _start_server(env: dict[str, str], workdir: Path, name: str) -> Any:
+def _start_server(env: dict[str, str], workdir: Path, name: str) -> Server:
     port = free_port()
     return start_daphne(
         {**env, "CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{port}"},

@@ -7,7 +7,7 @@ import os
 import statistics
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import cycle
 from pathlib import Path
 from typing import Any
@@ -83,7 +83,6 @@ class Run:
     customers: list[Customer]
     bedrock: Any  # the floor's boto3 client
     timeout: float
-    turns: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def model_times(self) -> dict[str, dict[str, Any]]:
         """The stand-in's record per turn token: calls, model_ms, messages, tool_ok."""
