@@ -36,8 +36,9 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY . .
 
-# Static files are collected into the image; the key below exists only for this build step
-# because settings refuse to load without one when DEBUG is off.
+# Static files are collected into the image with hashed names and gzip copies, and the app
+# serves them itself (WhiteNoise). The key below exists only for this build step because
+# settings refuse to load without one when DEBUG is off.
 RUN DEBUG=false SECRET_KEY=build-only-collectstatic-key CHAT_MODEL=demo \
     python manage.py collectstatic --no-input --verbosity 0 \
     && python -m compileall -q anycompany chat orders
@@ -48,5 +49,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
-# --proxy-headers: the client address and scheme come from the load balancer's X-Forwarded-* headers.
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "anycompany.asgi:application"]
+# No --proxy-headers: daphne would take the client address from the left of X-Forwarded-For,
+# which the client writes. The app reads it per TRUSTED_PROXY_COUNT, and the scheme per
+# SECURE_PROXY_SSL_HEADER (anycompany/throttle.py, anycompany/websocket.py).
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "anycompany.asgi:application"]

@@ -16,11 +16,23 @@ help: ## List the targets
 $(UV):
 	@python=$$(scripts/find-python) && "$$python" -m venv .cache/uv && .cache/uv/bin/pip install --quiet --disable-pip-version-check "uv==0.13.9"
 
+# The CDK and cfn-lint (the `infra` group, ~270 MB) are only installed for synth and the tests.
+# Once a virtualenv has them, every later sync keeps them, so `make run` after `make test` does
+# not uninstall what the next `make test` would install again.
+INFRA_STAMP := $(VENV)/.synced-infra
+KEEP_INFRA = $(if $(wildcard $(INFRA_STAMP)),--group infra)
+
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	@python=$$(scripts/find-python) && $(UV) sync --frozen --python "$$python"
+	@python=$$(scripts/find-python) && $(UV) sync --frozen $(KEEP_INFRA) --python "$$python"
+	@touch $@
+
+$(INFRA_STAMP): $(VENV)/.synced
+	@python=$$(scripts/find-python) && $(UV) sync --frozen --group infra --python "$$python"
 	@touch $@
 
 install: $(VENV)/.synced ## Create the virtualenv and install the locked dependencies (no-op when up to date)
+
+install-infra: $(INFRA_STAMP) ## Also install the CDK and cfn-lint (synth and the infra tests)
 
 run: install ## Set up and serve the app on http://127.0.0.1:8000 (SQLite, demo model, demo data)
 	$(RUN_ENV) $(PY) manage.py migrate --no-input
@@ -28,10 +40,10 @@ run: install ## Set up and serve the app on http://127.0.0.1:8000 (SQLite, demo 
 	@echo "Open http://127.0.0.1:8000 and choose 'Sign in as a demo customer'."
 	$(RUN_ENV) $(PY) manage.py runserver --noreload 127.0.0.1:8000
 
-test: install ## Set up PostgreSQL, Redis and Chromium, then run lint, types, migrations check and every test
+test: install-infra ## Set up PostgreSQL, Redis and Chromium, then run lint, types, migrations check and every test
 	scripts/with-services $(MAKE) --no-print-directory check
 
-check: install ## Lint, type-check, migrations check and the test suite, against whatever DATABASE_URL/REDIS_URL say
+check: install-infra ## Lint, type-check, migrations check and the test suite, against whatever DATABASE_URL/REDIS_URL say
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
@@ -45,7 +57,7 @@ fmt: install ## Format and autofix
 lock: | $(UV) ## Re-resolve dependencies into uv.lock
 	@python=$$(scripts/find-python) && $(UV) lock --python "$$python"
 
-synth: install ## Synthesize the CloudFormation templates offline into infra/cdk.out
+synth: install-infra ## Synthesize the CloudFormation templates offline into infra/cdk.out
 	cd infra && JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 ../$(PY) app.py
 
 bench: install ## Run the benchmarks under bench/ (BENCH_ARGS=--quick for a smoke run; see bench/README.md)
@@ -54,4 +66,4 @@ bench: install ## Run the benchmarks under bench/ (BENCH_ARGS=--quick for a smok
 clean: ## Remove the virtualenv, caches and the local SQLite database
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache staticfiles db.sqlite3 infra/cdk.out
 
-.PHONY: help install run test check fmt lock synth bench clean
+.PHONY: help install install-infra run test check fmt lock synth bench clean

@@ -1,0 +1,1 @@
+"""The Django project: settings from the environment, URLs, ASGI entry point, sign-in, health."""

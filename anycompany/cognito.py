@@ -32,7 +32,7 @@ from django.shortcuts import resolve_url
 from django.urls import reverse
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from orders.models import Customer
+from orders.services import customer_link_login
 
 logger = logging.getLogger(__name__)
 
@@ -207,11 +207,7 @@ class CognitoBackend(OIDCAuthenticationBackend):
         email = claims.get("email")
         if not isinstance(email, str) or not email or not email_verified(claims):
             return
-        if Customer.objects.filter(user=user).exists():
-            return
-        # Conditional update: a Customer linked to someone else, meanwhile or before, stays theirs.
-        linked = Customer.objects.filter(email__iexact=email, user__isnull=True).update(user=user)
-        if not linked and Customer.objects.filter(email__iexact=email).exists():
+        if customer_link_login(user=user, email=email) == "email_taken":
             logger.warning(
                 "Cognito user %s has the email of a customer linked to another account.",
                 claims["sub"],

@@ -5,6 +5,8 @@ instead of as a strange behaviour hours later.
 """
 
 import os
+import re
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -76,6 +78,14 @@ def env_decimal(name: str, default: Decimal, *, minimum: Decimal | None = None) 
     return value
 
 
+def env_choice(name: str, default: str, choices: Sequence[str]) -> str:
+    raw = os.environ.get(name)
+    value = (raw or "").strip().lower() or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be {' or '.join(choices)} (got {raw!r}).")
+    return value
+
+
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:
@@ -119,3 +129,50 @@ def database_from_url(name: str, url: str) -> dict[str, object]:
     raise ImproperlyConfigured(
         f"{name} must start with sqlite:// or postgres:// (got scheme {scheme or 'none'!r})."
     )
+
+
+COGNITO_VARIABLES = (
+    "COGNITO_REGION",
+    "COGNITO_USER_POOL_ID",
+    "COGNITO_CLIENT_ID",
+    "COGNITO_CLIENT_SECRET",
+    "COGNITO_DOMAIN",
+)
+
+
+def cognito_from_env() -> dict[str, str] | None:
+    """The Cognito sign-in variables, checked and normalised; None when COGNITO_CLIENT_ID is unset.
+
+    Either all of ``COGNITO_VARIABLES`` are set or none is.
+    """
+    values = {name: env_str(name, "").strip() for name in COGNITO_VARIABLES}
+    if not values["COGNITO_CLIENT_ID"]:
+        for name, value in values.items():
+            if value:
+                raise ImproperlyConfigured(
+                    f"{name} is set but COGNITO_CLIENT_ID is not: set all of "
+                    f"{', '.join(COGNITO_VARIABLES)} to sign in through Cognito, or none."
+                )
+        return None
+    for name, value in values.items():
+        if not value:
+            raise ImproperlyConfigured(
+                f"Set the environment variable {name} (COGNITO_CLIENT_ID is set, so sign-in "
+                "goes through Cognito)."
+            )
+    region, pool = values["COGNITO_REGION"], values["COGNITO_USER_POOL_ID"]
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", region):
+        raise ImproperlyConfigured(f"COGNITO_REGION must be an AWS region (got {region!r}).")
+    # A pool id starts with its region; a mismatch would fail every sign-in's issuer check.
+    if not re.fullmatch(rf"{re.escape(region)}_[0-9A-Za-z]+", pool):
+        raise ImproperlyConfigured(
+            f"COGNITO_USER_POOL_ID must be a pool id in COGNITO_REGION, {region}_… (got {pool!r})."
+        )
+    domain = urlsplit(values["COGNITO_DOMAIN"])
+    if domain.scheme != "https" or not domain.hostname or domain.path.strip("/") or domain.query:
+        raise ImproperlyConfigured(
+            "COGNITO_DOMAIN must be the user pool domain as https://host, without a path "
+            f"(got {values['COGNITO_DOMAIN']!r})."
+        )
+    values["COGNITO_DOMAIN"] = f"https://{domain.netloc}"
+    return values

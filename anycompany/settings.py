@@ -4,22 +4,25 @@ Development and production differ only in values: every variable is documented i
 ``.env.example`` and in the README's configuration table.
 """
 
-import re
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import cast
 
 from django.core.exceptions import ImproperlyConfigured
 
 from anycompany.env import (
+    cognito_from_env,
     database_from_url,
     env_bool,
+    env_choice,
     env_decimal,
     env_float,
     env_int,
     env_list,
     env_str,
 )
+from anycompany.logformat import logging_config
+from anycompany.telemetry import exporter_from_environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -32,7 +35,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin with our site: its sign-in form and staff access rule.
+    "anycompany.apps.SupportAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -44,17 +48,22 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First, so load balancer probes (which use the task's IP as Host) are answered before
-    # host validation and the HTTPS redirect.
-    "anycompany.health.HealthCheckMiddleware",
+    "anycompany.logcontext.RequestLogContextMiddleware",
+    # The middleware that only set response headers come before the health probes, so the
+    # probes' answers carry the same security headers as every page.
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Before host validation (CommonMiddleware): load balancer probes use the task's IP as
+    # Host. Their paths are exempt from the HTTPS redirect (SECURE_REDIRECT_EXEMPT).
+    "anycompany.health.HealthCheckMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "anycompany.logcontext.UserLogContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "anycompany.urls"
@@ -110,6 +119,8 @@ def _database() -> dict[str, object]:
         # connection, so the number of connections is bounded by the executor size.
         config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
         config["CONN_HEALTH_CHECKS"] = True
+        # libpq waits forever for an unanswered connect; readiness and requests should fail.
+        config["OPTIONS"] = {"connect_timeout": 5, **cast(dict[str, object], config["OPTIONS"])}
         # ChannelsLiveServerTestCase and pytest-django agree on the test database name.
         config["TEST"] = {"NAME": f"test_{config['NAME']}"}
     return config
@@ -184,50 +195,7 @@ if DEMO_LOGIN_ENABLED and not DEBUG:
     raise ImproperlyConfigured("DEMO_LOGIN_ENABLED may only be true when DEBUG is true.")
 
 # Sign-in through Amazon Cognito (anycompany/cognito.py): off unless COGNITO_CLIENT_ID is set.
-_COGNITO_VARIABLES = (
-    "COGNITO_REGION",
-    "COGNITO_USER_POOL_ID",
-    "COGNITO_CLIENT_ID",
-    "COGNITO_CLIENT_SECRET",
-    "COGNITO_DOMAIN",
-)
-
-
-def _cognito() -> dict[str, str] | None:
-    values = {name: env_str(name, "").strip() for name in _COGNITO_VARIABLES}
-    if not values["COGNITO_CLIENT_ID"]:
-        for name, value in values.items():
-            if value:
-                raise ImproperlyConfigured(
-                    f"{name} is set but COGNITO_CLIENT_ID is not: set all of "
-                    f"{', '.join(_COGNITO_VARIABLES)} to sign in through Cognito, or none."
-                )
-        return None
-    for name, value in values.items():
-        if not value:
-            raise ImproperlyConfigured(
-                f"Set the environment variable {name} (COGNITO_CLIENT_ID is set, so sign-in "
-                "goes through Cognito)."
-            )
-    region, pool = values["COGNITO_REGION"], values["COGNITO_USER_POOL_ID"]
-    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", region):
-        raise ImproperlyConfigured(f"COGNITO_REGION must be an AWS region (got {region!r}).")
-    # A pool id starts with its region; a mismatch would fail every sign-in's issuer check.
-    if not re.fullmatch(rf"{re.escape(region)}_[0-9A-Za-z]+", pool):
-        raise ImproperlyConfigured(
-            f"COGNITO_USER_POOL_ID must be a pool id in COGNITO_REGION, {region}_… (got {pool!r})."
-        )
-    domain = urlsplit(values["COGNITO_DOMAIN"])
-    if domain.scheme != "https" or not domain.hostname or domain.path.strip("/") or domain.query:
-        raise ImproperlyConfigured(
-            "COGNITO_DOMAIN must be the user pool domain as https://host, without a path "
-            f"(got {values['COGNITO_DOMAIN']!r})."
-        )
-    values["COGNITO_DOMAIN"] = f"https://{domain.netloc}"
-    return values
-
-
-_cognito_env = _cognito()
+_cognito_env = cognito_from_env()
 COGNITO_ENABLED = _cognito_env is not None
 if _cognito_env is not None:
     AUTHENTICATION_BACKENDS = ["anycompany.cognito.CognitoBackend", *AUTHENTICATION_BACKENDS]
@@ -257,6 +225,19 @@ if _cognito_env is not None:
     OIDC_STORE_ID_TOKEN = False
     LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?error=cognito"
 
+# --- Sign-in throttling, staff access and client addresses (anycompany/signin.py) ---------
+
+# Failed password sign-ins per account (however it was named) and per client address, in
+# fixed windows; past either limit nothing is checked until the window ends.
+SIGNIN_FAILURES_PER_ACCOUNT = env_int("SIGNIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
+SIGNIN_FAILURES_PER_ADDRESS = env_int("SIGNIN_FAILURES_PER_ADDRESS", 50, minimum=1)
+SIGNIN_THROTTLE_SECONDS = env_int("SIGNIN_THROTTLE_SECONDS", 900, minimum=1)
+# Proxies in front of the app that append to X-Forwarded-For (1 behind the load balancer).
+# The client address is the entry the outermost of them wrote; 0 uses the connection's peer.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# With Cognito, staff sign in through it only; these accounts may still use a password.
+ADMIN_BREAK_GLASS_USERNAMES = env_list("ADMIN_BREAK_GLASS_USERNAMES")
+
 # --- Internationalisation, static and media ---------------------------------------------------
 
 LANGUAGE_CODE = "en-us"
@@ -271,36 +252,47 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = BASE_DIR / "media"
 
 AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME", "")
-if AWS_STORAGE_BUCKET_NAME:
-    _s3_options = {
-        "bucket_name": AWS_STORAGE_BUCKET_NAME,
-        "custom_domain": env_str("AWS_S3_CUSTOM_DOMAIN", "") or None,
-        "querystring_auth": False,
-        "file_overwrite": False,
-    }
-    STORAGES = {
-        "default": {
+AWS_S3_CUSTOM_DOMAIN = env_str("AWS_S3_CUSTOM_DOMAIN", "")
+# "app": the app serves its own static files (WhiteNoise: compressed, hashed names, cached for
+# good). "s3": collectstatic uploads them to the bucket, served through AWS_S3_CUSTOM_DOMAIN.
+STATIC_STORAGE = env_choice("STATIC_STORAGE", "app", ["app", "s3"])
+if STATIC_STORAGE == "s3" and not (AWS_STORAGE_BUCKET_NAME and AWS_S3_CUSTOM_DOMAIN):
+    raise ImproperlyConfigured(
+        "STATIC_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME and AWS_S3_CUSTOM_DOMAIN (a CloudFront "
+        "domain that reads the bucket): static URLs are unsigned, so browsers can cache them."
+    )
+STORAGES: dict[str, dict[str, object]] = {
+    "default": (
+        {
             "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {**_s3_options, "location": "media", "querystring_auth": True},
-        },
-        "staticfiles": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            # The bucket blocks public access, so static URLs are signed like media ones.
             "OPTIONS": {
-                **_s3_options,
-                "location": "static",
-                "file_overwrite": True,
+                "bucket_name": AWS_STORAGE_BUCKET_NAME,
+                "custom_domain": AWS_S3_CUSTOM_DOMAIN or None,
+                "location": "media",
+                # Media and exports are private: every URL is signed and expires.
                 "querystring_auth": True,
+                "file_overwrite": False,
             },
-        },
-    }
-else:
-    STORAGES = {
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        "staticfiles": {
-            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG
-            else "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+        }
+        if AWS_STORAGE_BUCKET_NAME
+        else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    ),
+    "staticfiles": (
+        {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+        if DEBUG
+        else {"BACKEND": "anycompany.storage.HashedStaticFilesStorage"}
+    ),
+}
+if STATIC_STORAGE == "s3":
+    STORAGES["staticfiles"] = {
+        "BACKEND": "storages.backends.s3.S3ManifestStaticStorage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "custom_domain": AWS_S3_CUSTOM_DOMAIN,
+            "location": "static",
+            "querystring_auth": False,
+            "file_overwrite": True,
+            "object_parameters": {"CacheControl": "max-age=31536000, public, immutable"},
         },
     }
 
@@ -321,11 +313,9 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
-# Scripts only from our own origin: model text can never become executable.
-# Static files come from the bucket when one is configured (signed URLs, the bucket is private);
-# the sign-out form's redirect goes to Cognito's logout page.
-_static_host = env_str("AWS_S3_CUSTOM_DOMAIN", "") or f"{AWS_STORAGE_BUCKET_NAME}.s3.amazonaws.com"
-_STATIC_ORIGINS = [f"https://{_static_host}"] if AWS_STORAGE_BUCKET_NAME else []
+# Scripts only from our own origin (or the static files' domain when an operator moved them to
+# S3): model text can never become executable. The sign-out form's redirect goes to Cognito.
+_STATIC_ORIGINS = [f"https://{AWS_S3_CUSTOM_DOMAIN}"] if STATIC_STORAGE == "s3" else []
 SECURE_CSP = {
     "default-src": ["'self'"],
     "script-src": ["'self'", *_STATIC_ORIGINS],
@@ -340,19 +330,19 @@ SECURE_CSP = {
 
 # --- Logging ----------------------------------------------------------------------------------
 
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
-if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    raise ImproperlyConfigured(
-        f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR (got {LOG_LEVEL!r})."
-    )
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"botocore": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
-}
+# One JSON object per line for the log driver, readable lines in a terminal.
+LOG_LEVEL = env_choice(
+    "LOG_LEVEL", "info", ["debug", "info", "warning", "error", "critical"]
+).upper()
+LOG_FORMAT = env_choice("LOG_FORMAT", "console" if DEBUG else "json", ["json", "console"])
+LOGGING = logging_config(level=LOG_LEVEL, log_format=LOG_FORMAT)
+
+# --- Traces (anycompany/telemetry.py) ---------------------------------------------------------
+
+# From the standard OpenTelemetry variables: "otlp", "console" or None (tracing off).
+TRACES_EXPORTER = exporter_from_environment()
+# Prompt and message text in spans: off. The same variable governs botocore's Bedrock spans.
+TRACES_CAPTURE_CONTENT = env_bool("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", False)
 
 # --- Chat and the model -----------------------------------------------------------------------
 

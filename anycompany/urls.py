@@ -3,13 +3,18 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from chat import views as chat_views
-from chat.admin import dashboard_view
+from anycompany.signin import SignInForm
+from chat.live import views as chat_views
+from chat.staff.dashboard import dashboard_view
 
 urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="support_dashboard"),
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(authentication_form=SignInForm),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/demo/", chat_views.demo_login, name="demo_login"),
     path("", include("chat.urls")),

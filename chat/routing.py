@@ -1,7 +1,7 @@
 from django.urls import URLPattern, path
 
-from chat.consumers import ChatConsumer
-from chat.staff_consumers import StaffConversationConsumer, StaffInboxConsumer
+from chat.live.consumers import ChatConsumer
+from chat.staff.consumers import StaffConversationConsumer, StaffInboxConsumer
 
 websocket_urlpatterns: list[URLPattern] = [
     path("ws/conversations/<uuid:conversation_id>/", ChatConsumer.as_asgi()),

@@ -1,6 +1,8 @@
 from django.urls import path
 
-from chat import feedback_views, staff_views, views
+from chat.live import views
+from chat.staff import feedback
+from chat.staff import views as staff_views
 
 app_name = "chat"
 
@@ -10,7 +12,7 @@ urlpatterns = [
     path("conversations/<uuid:conversation_id>/", views.conversation, name="conversation"),
     path(
         "conversations/<uuid:conversation_id>/messages/<int:seq>/feedback/",
-        feedback_views.message_feedback,
+        feedback.message_feedback,
         name="message_feedback",
     ),
     path("staff/inbox/", staff_views.inbox, name="staff_inbox"),

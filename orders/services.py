@@ -1,4 +1,4 @@
-"""Every rule about customers and orders lives here.
+"""Every write to customers and orders, with its rules, lives here (reads: ``orders.selectors``).
 
 Callers (chat tools, admin actions, views) pass the customer they act for; every query is
 scoped by that customer, so another customer's order is indistinguishable from a missing one.
@@ -8,22 +8,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
+from django.contrib.auth import password_validation
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from orders.models import ActorKind, Customer, Order, OrderEvent, OrderEventKind, OrderStatus
-
-LookupKey = Literal["email", "phone", "username"]
-LOOKUP_KEYS: tuple[LookupKey, ...] = ("email", "phone", "username")
-
-
-class CustomerNotFound(Exception):
-    """No customer matches, or the match is not the acting customer."""
-
-
-class OrderNotFound(Exception):
-    """The order does not exist or belongs to someone else."""
+from orders.selectors import order_get
 
 
 class OrderNotCancellable(Exception):
@@ -65,55 +57,6 @@ class Actor:
         return cls(kind=ActorKind.SYSTEM)
 
 
-def _digits(value: str) -> str:
-    return "".join(ch for ch in value if ch.isdigit())
-
-
-def customer_lookup(*, customer: Customer, key: LookupKey, value: str) -> Customer:
-    """Confirms that ``value`` is the acting customer's own email, phone or username.
-
-    Only the acting customer can ever be found: a value that belongs to someone else gives the
-    same ``CustomerNotFound`` as a value that belongs to nobody, so the lookup cannot be used to
-    enumerate customers. Email and username compare case-insensitively; phone compares digits
-    only, so ``(312) 555-8204`` matches ``312-555-8204``.
-
-    Raises: ``CustomerNotFound``; ``ValueError`` for an unknown key.
-    """
-    value = value.strip()
-    if key == "email":
-        matches = value.casefold() == customer.email.casefold()
-    elif key == "username":
-        matches = value.casefold() == customer.username.casefold()
-    elif key == "phone":
-        digits = _digits(value)
-        own = _digits(customer.phone)
-        # A leading country code 1 (+1 312 555 8204) is the same North American number.
-        matches = bool(digits) and (
-            digits == own or (len(digits) == 11 and digits[0] == "1" and digits[1:] == own)
-        )
-    else:
-        raise ValueError(f"Unknown lookup key {key!r}; use email, phone or username.")
-    if not matches:
-        raise CustomerNotFound(f"No customer with that {key}.")
-    return customer
-
-
-def order_get(*, customer: Customer, order_id: str) -> Order:
-    """Returns one of the customer's orders.
-
-    Raises: ``OrderNotFound`` when it does not exist or belongs to another customer.
-    """
-    try:
-        return Order.objects.get(pk=order_id.strip(), customer=customer)
-    except Order.DoesNotExist:
-        raise OrderNotFound(f"No order {order_id.strip()!r} found.") from None
-
-
-def order_list(*, customer: Customer) -> list[Order]:
-    """Returns the customer's own orders, newest first."""
-    return list(Order.objects.filter(customer=customer).order_by("-created_at", "id"))
-
-
 def order_cancel(*, customer: Customer, order_id: str, actor: Actor) -> Order:
     """Cancels one of the customer's orders if it is still ``Processing``.
 
@@ -121,7 +64,8 @@ def order_cancel(*, customer: Customer, order_id: str, actor: Actor) -> Order:
     one succeeds and exactly one ``OrderEvent`` is written. Staff act on behalf of the order's
     customer (``actor`` says who really did it).
 
-    Raises: ``OrderNotFound`` (missing or not the customer's), ``OrderNotCancellable``.
+    Raises: ``orders.selectors.OrderNotFound`` (missing or not the customer's),
+    ``OrderNotCancellable``.
     """
     order_id = order_id.strip()
     with transaction.atomic():
@@ -143,37 +87,119 @@ def order_cancel(*, customer: Customer, order_id: str, actor: Actor) -> Order:
     return order
 
 
-def customer_login_ensure(*, customer: Customer, password: str | None = None) -> User:
-    """Returns the sign-in user of ``customer``, creating and linking one if needed.
+class CustomerLoginRefused(ValidationError):
+    """The sign-in would take over an account it must not: staff, or one with its own password."""
 
-    The user gets the customer's username, name and email. With ``password`` it is set (and
-    validated); without, a new user gets an unusable password (demo sign-in or Cognito only).
 
-    Raises: ``django.core.exceptions.ValidationError`` for a password the validators reject, or
-    when the username is taken by a user linked to another customer.
+PasswordChange = Literal["set", "replaced", "removed", "unchanged"]
+
+
+@dataclass(frozen=True)
+class CustomerLogin:
+    """What ``customer_login_provision`` did, for the operator."""
+
+    user: User
+    created: bool
+    linked: bool
+    password_change: PasswordChange
+
+
+def _refuse_staff(user: User, customer: Customer) -> None:
+    if user.is_staff or user.is_superuser:
+        raise CustomerLoginRefused(
+            f"{user.get_username()!r} is a staff account; a customer never signs in with one. "
+            + (
+                "Clear the customer's User field in admin, then run this again to give them "
+                "a sign-in of their own."
+                if customer.user_id == user.pk
+                else "Rename that staff user in admin, or change the customer's username, and "
+                "run this again."
+            )
+        )
+
+
+def customer_login_provision(
+    *, customer: Customer, password: str | None = None, reset_password: bool = False
+) -> CustomerLogin:
+    """Gives ``customer`` a sign-in user, or checks the one it has; says what it did.
+
+    For operators (the management command, the demo sign-in). Without a linked user, one named
+    like the customer is created (with ``password``, or an unusable one) or an existing one of
+    that name is linked. A staff or superuser account is never linked or given a password. An
+    account that already has a usable password is linked, or its password set, only with
+    ``reset_password``, and then the old password always stops working (replaced by
+    ``password``, or removed without one): otherwise whoever knew it would sign in as the
+    customer.
+
+    Raises: ``CustomerLoginRefused`` (a ``ValidationError``) in the cases above or when the
+    username belongs to another customer's login; ``ValidationError`` for a password the
+    validators reject. Nothing is changed when it raises.
     """
-    from django.contrib.auth import get_user_model, password_validation
-    from django.core.exceptions import ValidationError
-
-    User = get_user_model()
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
-        user = customer.user
+        linking = customer.user_id is None
+        user = (
+            User.objects.select_for_update().filter(username=customer.username).first()
+            if linking
+            else User.objects.select_for_update().get(customer=customer)
+        )
+        created = user is None
         if user is None:
-            user, created = User.objects.get_or_create(username=customer.username)
-            if Customer.objects.filter(user=user).exclude(pk=customer.pk).exists():
-                raise ValidationError(
+            user = User(username=customer.username)
+            user.set_unusable_password()
+        else:
+            _refuse_staff(user, customer)
+            if linking and Customer.objects.filter(user=user).exists():
+                raise CustomerLoginRefused(
                     f"The username {customer.username!r} belongs to another customer's login."
                 )
-            first, _, last = customer.name.partition(" ")
-            user.first_name, user.last_name, user.email = first, last, customer.email
-            # A new user's empty password is "usable" to Django; make it explicitly unusable.
-            if password is None and created:
-                user.set_unusable_password()
-            customer.user = user
-            customer.save(update_fields=["user"])
+        had_password = not created and user.has_usable_password()
+        if had_password and (linking or password is not None) and not reset_password:
+            raise CustomerLoginRefused(
+                f"The user {user.get_username()!r} already has a password. Pass "
+                "--reset-password to replace it (the old one stops working)."
+            )
+        change: PasswordChange = "unchanged"
         if password is not None:
             password_validation.validate_password(password, user)
             user.set_password(password)
+            change = "replaced" if had_password else "set"
+        elif had_password and reset_password:
+            user.set_unusable_password()
+            change = "removed"
+        if linking:
+            first, _, last = customer.name.partition(" ")
+            user.first_name, user.last_name, user.email = first, last, customer.email
         user.save()
-    return user
+        if linking:
+            customer.user = user
+            customer.save(update_fields=["user"])
+    return CustomerLogin(
+        user=user, created=created, linked=linking and not created, password_change=change
+    )
+
+
+def customer_login_ensure(*, customer: Customer, password: str | None = None) -> User:
+    """``customer_login_provision`` for callers that only need the user (demo sign-in).
+
+    Raises: as ``customer_login_provision``.
+    """
+    return customer_login_provision(customer=customer, password=password).user
+
+
+def customer_link_login(
+    *, user: User, email: str
+) -> Literal["linked", "already_linked", "email_taken", "no_customer"]:
+    """Links the customer with ``email`` (case-insensitive) to the sign-in ``user``.
+
+    Nothing changes when ``user`` already acts as a customer ("already_linked"), or when that
+    customer is linked to another account ("email_taken"; a conditional update, so a link made
+    elsewhere meanwhile stays theirs). Callers check that the email is verified first.
+    """
+    if Customer.objects.filter(user=user).exists():
+        return "already_linked"
+    if Customer.objects.filter(email__iexact=email, user__isnull=True).update(user=user):
+        return "linked"
+    if Customer.objects.filter(email__iexact=email).exists():
+        return "email_taken"
+    return "no_customer"

@@ -29,6 +29,7 @@ DEFAULT_COGNITO_DOMAIN_PREFIX = "anycompany-support-example"
 DEFAULT_BEDROCK_MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_USERNAMES_RE = re.compile(r"^([\w.@+-]{1,150}(,[\w.@+-]{1,150})*)?$")
 _PREFIX_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Cross-region inference profiles carry a geography prefix in front of the model id.
 _PROFILE_PREFIXES = ("us.", "eu.", "apac.", "jp.", "au.", "ca.", "us-gov.", "global.")
@@ -46,6 +47,7 @@ class DeployConfig:
     bedrock_model_id: str
     alarm_email: str
     enable_execute_command: bool
+    break_glass_usernames: str = ""
 
     @property
     def site_url(self) -> str:
@@ -84,6 +86,7 @@ class DeployConfig:
             bedrock_model_id=get("bedrockModelId", DEFAULT_BEDROCK_MODEL_ID),
             alarm_email=get("alarmEmail", ""),
             enable_execute_command=get("enableExecuteCommand", "false").lower() == "true",
+            break_glass_usernames=get("breakGlassUsernames", "").replace(" ", ""),
         )
         config.validate()
         return config
@@ -105,5 +108,10 @@ class DeployConfig:
             )
         if not self.bedrock_model_id or any(c.isspace() for c in self.bedrock_model_id):
             raise ConfigError(f"bedrockModelId is not a model id (got {self.bedrock_model_id!r}).")
+        if not _USERNAMES_RE.match(self.break_glass_usernames):
+            raise ConfigError(
+                "breakGlassUsernames must be Django usernames separated by commas "
+                f"(got {self.break_glass_usernames!r})."
+            )
         if self.alarm_email and "@" not in self.alarm_email:
             raise ConfigError(f"alarmEmail must be an email address (got {self.alarm_email!r}).")

@@ -38,6 +38,37 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MIGRATE_COMMAND = "python manage.py migrate --no-input && python manage.py recover_turns"
 DEMO_DATA_COMMAND = f"{MIGRATE_COMMAND} && python manage.py reset_demo_data --if-empty"
 
+# The OpenTelemetry collector next to the app: it receives the app's spans on localhost only and
+# sends them to X-Ray. Pinned, like the app's own dependencies.
+OTEL_COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.45.0"
+OTEL_COLLECTOR_CONFIG = """\
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:13133
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:4318
+processors:
+  batch/traces:
+    timeout: 1s
+    send_batch_size: 50
+exporters:
+  awsxray: {}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch/traces]
+      exporters: [awsxray]
+"""
+OTEL_ENVIRONMENT = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+    "OTEL_SERVICE_NAME": "anycompany-support",
+}
+
 MIN_TASKS = 2
 MAX_TASKS = 10
 # Daphne pings every 20 s; the load balancer must not close a quiet socket before then.
@@ -94,7 +125,8 @@ class ServiceStack(Stack):
             self,
             "TaskRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="AnyCompany Support web tasks: Bedrock through the VPC endpoint, S3 assets",
+            description="AnyCompany Support web tasks: Bedrock through the VPC endpoint, S3 media, "
+            "X-Ray traces",
         )
         self.task_role.add_to_policy(
             iam.PolicyStatement(
@@ -109,17 +141,24 @@ class ServiceStack(Stack):
         # A named export keeps the policy's resource, and so its cdk-nag finding id, stable.
         assets_arn_export = f"{data.stack_name}-AssetsBucketArn"
         assets_arn = data.export_value(data.assets_bucket.bucket_arn, name=assets_arn_export)
+        # Static files are in the image and served by the app; the bucket holds media only.
         self.task_role.add_to_policy(
             iam.PolicyStatement(
-                sid="ReadWriteStaticAndMedia",
+                sid="ReadWriteMedia",
                 actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                resources=[f"{assets_arn}/static/*", f"{assets_arn}/media/*"],
+                resources=[f"{assets_arn}/media/*"],
             )
         )
         # Without ListBucket S3 answers 403 instead of 404 for a missing key, which breaks
         # django-storages' exists() check.
         self.task_role.add_to_policy(
             iam.PolicyStatement(sid="ListAssets", actions=["s3:ListBucket"], resources=[assets_arn])
+        )
+        # The collector sidecar's only call.
+        self.task_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteTraces", actions=["xray:PutTraceSegments"], resources=["*"]
+            )
         )
 
         self.execution_role = iam.Role(
@@ -136,6 +175,7 @@ class ServiceStack(Stack):
         )
         self.container_environment = {
             "CHAT_MODEL": "bedrock",
+            "LOG_FORMAT": "json",
             "BEDROCK_MODEL_ID": config.bedrock_model_id,
             "AWS_REGION": self.region,
             "ALLOWED_HOSTS": config.domain_name,
@@ -147,6 +187,9 @@ class ServiceStack(Stack):
             "COGNITO_USER_POOL_ID": auth.user_pool.user_pool_id,
             "COGNITO_CLIENT_ID": auth.client.user_pool_client_id,
             "COGNITO_REGION": self.region,
+            # The load balancer appends the client's address to X-Forwarded-For.
+            "TRUSTED_PROXY_COUNT": "1",
+            "ADMIN_BREAK_GLASS_USERNAMES": config.break_glass_usernames,
         }
         db_secret = data.database_secret
         self.container_secrets = {
@@ -174,12 +217,14 @@ class ServiceStack(Stack):
                 retries=3,
                 start_period=Duration.seconds(30),
             ),
+            traced=True,
         )
         self.migrate_task_definition = self._task_definition(
             "MigrateTask",
             stream_prefix="migrate",
             command=["sh", "-c", MIGRATE_COMMAND],
             health_check=None,
+            traced=False,
         )
 
         self.service_security_group = ec2.SecurityGroup(
@@ -370,6 +415,7 @@ class ServiceStack(Stack):
         stream_prefix: str,
         command: list[str] | None,
         health_check: ecs.HealthCheck | None,
+        traced: bool,
     ) -> ecs.FargateTaskDefinition:
         task_definition = ecs.FargateTaskDefinition(
             self,
@@ -383,11 +429,11 @@ class ServiceStack(Stack):
             task_role=self.task_role,
             execution_role=self.execution_role,
         )
-        task_definition.add_container(
+        app = task_definition.add_container(
             "web",
             image=self.image,
             command=command,
-            environment=self.container_environment,
+            environment={**self.container_environment, **(OTEL_ENVIRONMENT if traced else {})},
             secrets=self.container_secrets,
             logging=ecs.LogDrivers.aws_logs(stream_prefix=stream_prefix, log_group=self.log_group),
             port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT)]
@@ -397,6 +443,32 @@ class ServiceStack(Stack):
             stop_timeout=Duration.seconds(30),
             essential=True,
         )
+        if traced:
+            collector = task_definition.add_container(
+                "otel-collector",
+                image=ecs.ContainerImage.from_registry(OTEL_COLLECTOR_IMAGE),
+                environment={
+                    "AOT_CONFIG_CONTENT": OTEL_COLLECTOR_CONFIG,
+                    "AWS_REGION": self.region,
+                },
+                logging=ecs.LogDrivers.aws_logs(stream_prefix="otel", log_group=self.log_group),
+                health_check=ecs.HealthCheck(
+                    command=["CMD", "/healthcheck"],
+                    interval=Duration.seconds(30),
+                    timeout=Duration.seconds(5),
+                    retries=3,
+                    start_period=Duration.seconds(10),
+                ),
+                memory_reservation_mib=64,
+                memory_limit_mib=256,
+                # Losing traces must never take the app down with it.
+                essential=False,
+            )
+            app.add_container_dependencies(
+                ecs.ContainerDependency(
+                    container=collector, condition=ecs.ContainerDependencyCondition.START
+                )
+            )
         acknowledge(
             task_definition,
             "AwsSolutions-ECS2",
@@ -503,13 +575,18 @@ class ServiceStack(Stack):
             "Cross-region inference serves the configured model from any region of its "
             "geography, so the foundation model ARN cannot name one region.",
         )
-        for prefix in ("static", "media"):
-            acknowledge(
-                self.task_role,
-                f"AwsSolutions-IAM5[Resource::{assets_arn_export}/{prefix}/*]",
-                "django-storages reads and writes objects with generated names, so access is "
-                f"granted to the whole {prefix}/ prefix of the app's own bucket.",
-            )
+        acknowledge(
+            self.task_role,
+            f"AwsSolutions-IAM5[Resource::{assets_arn_export}/media/*]",
+            "django-storages reads and writes objects with generated names, so access is "
+            "granted to the whole media/ prefix of the app's own bucket.",
+        )
+        acknowledge(
+            self.task_role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray's PutTraceSegments does not support resource-level permissions, so the "
+            "collector sidecar's only permission is granted on every resource.",
+        )
         acknowledge(
             self.execution_role,
             "AwsSolutions-IAM5[Resource::*]",

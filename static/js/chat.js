@@ -3,6 +3,8 @@
 // shown, so a message is never lost and, de-duplicated by seq, never shown twice.
 // Model text is only ever placed with textContent / text nodes.
 
+const { connectSocket } = window; // static/js/socket.js, loaded first
+
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const transcript = document.getElementById("transcript");
 const activity = document.getElementById("activity");
@@ -14,17 +16,12 @@ const handoffStatus = document.getElementById("handoff-status");
 const talkButton = document.getElementById("talk-to-person");
 
 const ROLE_LABELS = { customer: "You", assistant: "Assistant", staff: "Support team", notice: "Notice" };
-const PING_MS = 30000;
-const MAX_BACKOFF_MS = 30000;
+const OFFLINE_TEXT = "You're offline. The chat reconnects when you're back online.";
 
 const seen = new Set();
 let lastSeq = 0;
-let socket = null;
-let attempts = 0;
-let reconnectTimer = null;
-let pingTimer = null;
+let link = null; // the page's socket (socket.js), once connected
 let running = false;
-let stopped = false;
 let outbox = null; // {id, text}: sent, not yet known to be accepted; resent as is after a reconnect
 let lastSentText = "";
 let streaming = null; // the bubble that reply deltas are appended to
@@ -381,74 +378,9 @@ function handle(event) {
 
 // --- The socket -----------------------------------------------------------------------------
 
-function setConnection(state, text) {
-  connection.dataset.state = state;
-  connection.textContent = text;
-}
-
 function sendFrame(frame) {
-  if (!socket || socket.readyState !== WebSocket.OPEN) return false;
-  socket.send(JSON.stringify(frame));
-  return true;
+  return link ? link.send(frame) : false;
 }
-
-function connect() {
-  clearTimeout(reconnectTimer);
-  if (stopped) return;
-  if (!navigator.onLine) {
-    setConnection("offline", "You're offline. The chat reconnects when you're back online.");
-    return;
-  }
-  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  socket = new WebSocket(`${scheme}//${window.location.host}${config.websocketPath}`);
-  socket.addEventListener("open", () => {
-    attempts = 0;
-    setConnection("online", "Connected");
-    sendFrame({ type: "resume", after_seq: lastSeq });
-    if (outbox) sendFrame({ type: "send", text: outbox.text, client_message_id: outbox.id });
-    clearInterval(pingTimer);
-    pingTimer = setInterval(() => sendFrame({ type: "ping" }), PING_MS);
-  });
-  socket.addEventListener("message", (message) => {
-    let event;
-    try {
-      event = JSON.parse(message.data);
-    } catch {
-      return;
-    }
-    handle(event);
-  });
-  socket.addEventListener("close", (closed) => {
-    clearInterval(pingTimer);
-    socket = null;
-    if (closed.code === 4401 || closed.code === 4404) {
-      stopped = true;
-      setConnection("offline", closed.code === 4401 ? "Your session has ended. Please sign in again." : "This conversation is not available.");
-      return;
-    }
-    scheduleReconnect();
-  });
-}
-
-function scheduleReconnect() {
-  if (!navigator.onLine) {
-    setConnection("offline", "You're offline. The chat reconnects when you're back online.");
-    return;
-  }
-  const delay = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** attempts) * (0.75 + Math.random() / 2);
-  attempts += 1;
-  setConnection("reconnecting", "Reconnecting…");
-  reconnectTimer = setTimeout(connect, delay);
-}
-
-window.addEventListener("online", () => {
-  attempts = 0;
-  if (!socket) connect();
-});
-window.addEventListener("offline", () => {
-  setConnection("offline", "You're offline. The chat reconnects when you're back online.");
-  socket?.close();
-});
 
 // --- Composing -------------------------------------------------------------------------------
 
@@ -463,7 +395,7 @@ function submit(text) {
   scrollToEnd();
   setRunning(true);
   if (!sendFrame({ type: "send", text, client_message_id: id })) {
-    setConnection("reconnecting", "Reconnecting… your message is sent when the connection is back.");
+    link?.show("reconnecting", "Reconnecting… your message is sent when the connection is back.");
   }
 }
 
@@ -488,4 +420,21 @@ input.addEventListener("keydown", (key) => {
 
 showHandoff(config.status, config.agentName);
 for (const event of config.events) handle(event);
-connect();
+link = connectSocket({
+  path: config.websocketPath,
+  status: connection,
+  texts: {
+    online: "Connected",
+    reconnecting: "Reconnecting…",
+    offline: OFFLINE_TEXT,
+    closed: {
+      4401: "Your session has ended. Please sign in again.",
+      4404: "This conversation is not available.",
+    },
+  },
+  onOpen(send) {
+    send({ type: "resume", after_seq: lastSeq });
+    if (outbox) send({ type: "send", text: outbox.text, client_message_id: outbox.id });
+  },
+  onEvent: handle,
+});

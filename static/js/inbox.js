@@ -2,6 +2,8 @@
 // The server sends the whole list on connect and after every handoff; it is small.
 // Customer text is only ever placed with textContent.
 
+const { connectSocket } = window; // static/js/socket.js, loaded first
+
 const config = JSON.parse(document.getElementById("inbox-config").textContent);
 const connection = document.getElementById("connection");
 const waiting = document.getElementById("waiting");
@@ -10,10 +12,7 @@ const waitingEmpty = document.getElementById("waiting-empty");
 const heldEmpty = document.getElementById("held-empty");
 const waitingCount = document.getElementById("waiting-count");
 
-const PING_MS = 30000;
-const MAX_BACKOFF_MS = 30000;
-let attempts = 0;
-let pingTimer = null;
+const SIGNED_OUT = "Your session has ended or you no longer have access. Please sign in again.";
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -56,41 +55,12 @@ function render(items) {
   document.title = `${open.length ? `(${open.length}) ` : ""}Inbox · AnyCompany Support`;
 }
 
-function setConnection(state, text) {
-  connection.dataset.state = state;
-  connection.textContent = text;
-}
-
-function connect() {
-  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  const socket = new WebSocket(`${scheme}//${window.location.host}${config.websocketPath}`);
-  socket.addEventListener("open", () => {
-    attempts = 0;
-    setConnection("online", "Live");
-    clearInterval(pingTimer);
-    pingTimer = setInterval(() => socket.send(JSON.stringify({ type: "ping" })), PING_MS);
-  });
-  socket.addEventListener("message", (message) => {
-    let event;
-    try {
-      event = JSON.parse(message.data);
-    } catch {
-      return;
-    }
-    if (event.type === "inbox") render(event.items);
-  });
-  socket.addEventListener("close", (closed) => {
-    clearInterval(pingTimer);
-    if (closed.code === 4401 || closed.code === 4403) {
-      setConnection("offline", "Your session has ended or you no longer have access. Please sign in again.");
-      return;
-    }
-    const delay = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** attempts) * (0.75 + Math.random() / 2);
-    attempts += 1;
-    setConnection("reconnecting", "Reconnecting…");
-    setTimeout(connect, delay);
-  });
-}
-
 render(config.items);
-connect();
+connectSocket({
+  path: config.websocketPath,
+  status: connection,
+  texts: { online: "Live", reconnecting: "Reconnecting…", closed: { 4401: SIGNED_OUT, 4403: SIGNED_OUT } },
+  onEvent(event) {
+    if (event.type === "inbox") render(event.items);
+  },
+});

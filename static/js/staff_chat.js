@@ -2,6 +2,8 @@
 // resolve, and replies. Stored messages carry a seq and are de-duplicated by it; the server
 // resends everything after the last seq shown. Text is only ever placed with textContent.
 
+const { connectSocket } = window; // static/js/socket.js, loaded first
+
 const config = JSON.parse(document.getElementById("staff-config").textContent);
 const transcript = document.getElementById("transcript");
 const activity = document.getElementById("activity");
@@ -17,14 +19,11 @@ const buttons = {
 };
 
 const LABELS = { customer: "Customer", assistant: "Assistant", staff: "Support team", notice: "Notice" };
-const PING_MS = 30000;
-const MAX_BACKOFF_MS = 30000;
+const NOT_YOURS = "This conversation is not available to you. Please sign in again.";
 
 const seen = new Set();
 let lastSeq = 0;
-let socket = null;
-let attempts = 0;
-let pingTimer = null;
+let link = null; // the page's socket (socket.js), once connected
 let state = config.state;
 let busy = false;
 
@@ -117,49 +116,8 @@ function handle(event) {
   }
 }
 
-function setConnection(value, text) {
-  connection.dataset.state = value;
-  connection.textContent = text;
-}
-
 function sendFrame(frame) {
-  if (!socket || socket.readyState !== WebSocket.OPEN) return false;
-  socket.send(JSON.stringify(frame));
-  return true;
-}
-
-function connect() {
-  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  socket = new WebSocket(`${scheme}//${window.location.host}${config.websocketPath}`);
-  socket.addEventListener("open", () => {
-    attempts = 0;
-    setConnection("online", "Connected");
-    sendFrame({ type: "resume", after_seq: lastSeq });
-    clearInterval(pingTimer);
-    pingTimer = setInterval(() => sendFrame({ type: "ping" }), PING_MS);
-  });
-  socket.addEventListener("message", (message) => {
-    let event;
-    try {
-      event = JSON.parse(message.data);
-    } catch {
-      return;
-    }
-    handle(event);
-  });
-  socket.addEventListener("close", (closed) => {
-    clearInterval(pingTimer);
-    socket = null;
-    busy = false;
-    if ([4401, 4403, 4404].includes(closed.code)) {
-      setConnection("offline", "This conversation is not available to you. Please sign in again.");
-      return;
-    }
-    const delay = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** attempts) * (0.75 + Math.random() / 2);
-    attempts += 1;
-    setConnection("reconnecting", "Reconnecting…");
-    setTimeout(connect, delay);
-  });
+  return link ? link.send(frame) : false;
 }
 
 for (const [action, button] of Object.entries(buttons)) {
@@ -189,4 +147,19 @@ input.addEventListener("keydown", (key) => {
 
 for (const event of config.events) handle(event);
 showState();
-connect();
+link = connectSocket({
+  path: config.websocketPath,
+  status: connection,
+  texts: {
+    online: "Connected",
+    reconnecting: "Reconnecting…",
+    closed: { 4401: NOT_YOURS, 4403: NOT_YOURS, 4404: NOT_YOURS },
+  },
+  onOpen(send) {
+    send({ type: "resume", after_seq: lastSeq });
+  },
+  onEvent: handle,
+  onClose() {
+    busy = false;
+  },
+});

@@ -8,7 +8,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from chat import services
+from chat.live.conversations import conversation_start
+from chat.live.turns import action_decide, turn_submit
 from chat.models import Conversation, PendingAction
 from orders.models import Customer
 from orders.services import customer_login_ensure
@@ -37,12 +38,12 @@ def cancelled_through_the_assistant() -> Conversation:
     customer_login_ensure(customer=customer)
     customer.refresh_from_db()
     user = user_of(customer)
-    conversation = services.conversation_start(user=user)
+    conversation = conversation_start(user=user)
     events = Recorder()
     for number, text in enumerate(
         ["I need help with an order", "My order is 37129", "Please cancel my order"]
     ):
-        services.turn_submit(
+        turn_submit(
             conversation=conversation,
             user=user,
             text=text,
@@ -50,7 +51,7 @@ def cancelled_through_the_assistant() -> Conversation:
             emit=events,
         )
     action = PendingAction.objects.get(conversation=conversation)
-    services.action_decide(
+    action_decide(
         conversation=conversation, user=user, action_id=action.pk, approve=True, emit=events
     )
     return conversation

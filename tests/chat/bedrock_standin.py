@@ -1,4 +1,4 @@
-"""A local stand-in for the Bedrock runtime HTTP API, for tests of ``chat.bedrock``.
+"""A local stand-in for the Bedrock runtime HTTP API, for tests of ``chat.engine.bedrock``.
 
 The real boto3 client talks to it over HTTP (via ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``), so
 request signing, serialisation, botocore's retries, error parsing and its event-stream parser
@@ -106,14 +106,6 @@ class Reply:
     stall_after: bool = False
 
 
-def json_reply(payload: dict[str, Any], status: int = 200) -> Reply:
-    return Reply(
-        status=status,
-        headers={"Content-Type": "application/json"},
-        body=json.dumps(payload).encode(),
-    )
-
-
 def error_reply(status: int, error_type: str, message: str = "stand-in error") -> Reply:
     """A service error the way Bedrock sends it: the type in ``x-amzn-ErrorType``."""
     return Reply(
@@ -133,15 +125,6 @@ def stream_reply(frames: list[bytes], *, stall_after: bool = False) -> Reply:
 
 def stall_reply() -> Reply:
     return Reply(stall_before=True)
-
-
-def converse_response(text: str, stop_reason: str = "end_turn") -> dict[str, Any]:
-    return {
-        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
-        "stopReason": stop_reason,
-        "usage": {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15},
-        "metrics": {"latencyMs": 250},
-    }
 
 
 @dataclass(frozen=True)

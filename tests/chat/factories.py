@@ -10,8 +10,8 @@ from typing import Any
 
 from django.contrib.auth.models import User
 
-from chat import services
-from chat.modelapi import ModelClient
+from chat.engine.client import ModelClient
+from chat.live.turns import turn_submit
 from chat.models import Conversation, Message
 from orders.models import Customer, Order, OrderEvent
 from tests.chat.scripted import ScriptedModel
@@ -71,9 +71,9 @@ def submit(
     model: ModelClient | None = None,
     client_message_id: str = "",
 ) -> Recorder:
-    """One customer message through ``chat.services.turn_submit``; returns the events."""
+    """One customer message through ``chat.live.turns.turn_submit``; returns the events."""
     events = Recorder()
-    accepted = services.turn_submit(
+    accepted = turn_submit(
         conversation=conversation,
         user=user_of(customer),
         text=text,

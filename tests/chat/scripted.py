@@ -1,8 +1,8 @@
 """A scripted Converse model, a fake clock, a recording sink and small tools for the pure loop.
 
-``ScriptedModel`` plays prepared responses in order through ``converse`` or ``converse_stream``
-(responses are turned into stream events, text cut into small chunks) and records every request.
-It refuses any request whose history Converse would reject.
+``ScriptedModel`` plays prepared responses in order through ``converse_stream`` (responses are
+turned into stream events, text cut into small chunks) and records every request. It refuses any
+request whose history Converse would reject.
 """
 
 import copy
@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from chat.agent import ModelCallRecord, ToolOutcome, TurnConfig
-from chat.history import violations
-from chat.modelapi import ModelError
+from chat.engine.client import ModelError
+from chat.engine.history import violations
+from chat.engine.types import ModelCallRecord, ToolOutcome, TurnConfig
 
 Step = dict[str, Any] | list[Any] | ModelError
 
@@ -120,18 +120,16 @@ class ScriptedModel:
     ) -> None:
         self.steps = list(steps)
         self.requests: list[dict[str, Any]] = []
-        self.operations: list[str] = []
         self.clock = clock
         self.seconds_per_call = seconds_per_call
         self.seconds_per_event = seconds_per_event
         self.chunk = chunk
         self.streams_closed = 0
 
-    def _next(self, operation: str, kwargs: dict[str, Any]) -> Step:
+    def _next(self, kwargs: dict[str, Any]) -> Step:
         problems = violations(kwargs.get("messages"))
         assert problems == [], problems
         self.requests.append(copy.deepcopy(kwargs))
-        self.operations.append(operation)
         assert self.steps, "the model was called more often than scripted"
         if self.clock is not None:
             self.clock.now += self.seconds_per_call
@@ -140,13 +138,8 @@ class ScriptedModel:
             raise step
         return step
 
-    def converse(self, **kwargs: Any) -> dict[str, Any]:
-        step = self._next("converse", kwargs)
-        assert isinstance(step, dict), "a stream was scripted for a converse call"
-        return copy.deepcopy(step)
-
     def converse_stream(self, **kwargs: Any) -> dict[str, Any]:
-        step = self._next("converse_stream", kwargs)
+        step = self._next(kwargs)
         assert not isinstance(step, ModelError)
         events = step if isinstance(step, list) else stream_events(step, self.chunk)
         return {"stream": _Stream(copy.deepcopy(events), self)}
@@ -233,7 +226,7 @@ class FakeTools:
     def needs_confirmation(self, name: str, tool_input: dict[str, Any]) -> bool:
         return name == "cancel_order"
 
-    def describe(self, name: str, tool_input: dict[str, Any]) -> str:
+    def status_text(self, name: str, tool_input: dict[str, Any]) -> str:
         return f"Running {name}…"
 
     def run(self, name: str, tool_input: dict[str, Any]) -> ToolOutcome:

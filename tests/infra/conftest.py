@@ -9,6 +9,15 @@ from typing import Any
 
 import pytest
 
+try:
+    import aws_cdk  # noqa: F401
+except ImportError:
+    # Not skipped: infra tests that silently stop running would let the templates rot.
+    raise ImportError(
+        "The infra tests need the CDK and cfn-lint (the `infra` dependency group): run "
+        "`make install-infra`, or `make test` / `make check`, which install it."
+    ) from None
+
 INFRA_DIR = Path(__file__).resolve().parents[2] / "infra"
 
 # Node 20 makes jsii print a long end-of-life banner on every run.

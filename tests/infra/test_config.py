@@ -24,6 +24,11 @@ def test_context_values_override_the_defaults() -> None:
     assert config.cognito_domain_prefix == "anycompany-help"
 
 
+def test_break_glass_usernames_are_a_comma_separated_list() -> None:
+    config = DeployConfig.from_context(App(context={"breakGlassUsernames": "root, ops.admin"}).node)
+    assert config.break_glass_usernames == "root,ops.admin"
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [
@@ -32,6 +37,7 @@ def test_context_values_override_the_defaults() -> None:
         ("cognitoDomainPrefix", "my-cognito-login"),
         ("bedrockModelId", "anthropic claude"),
         ("alarmEmail", "ops"),
+        ("breakGlassUsernames", "root;admin"),
     ],
 )
 def test_a_malformed_context_value_fails_with_its_key(key: str, value: str) -> None:

@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.infra.conftest import Synthesis, only, resources
 
@@ -23,14 +24,17 @@ def _task_definitions(synthesis: Synthesis) -> dict[str, dict[str, Any]]:
     return resources(synthesis.template(SERVICE), "AWS::ECS::TaskDefinition")
 
 
-def _container(synthesis: Synthesis, logical_prefix: str) -> dict[str, Any]:
-    found = [
-        td["Properties"]["ContainerDefinitions"][0]
+def _containers(synthesis: Synthesis, logical_prefix: str) -> dict[str, dict[str, Any]]:
+    (found,) = [
+        td["Properties"]["ContainerDefinitions"]
         for logical_id, td in _task_definitions(synthesis).items()
         if logical_id.startswith(logical_prefix)
     ]
-    assert len(found) == 1
-    return found[0]
+    return {container["Name"]: container for container in found}
+
+
+def _container(synthesis: Synthesis, logical_prefix: str, name: str = "web") -> dict[str, Any]:
+    return _containers(synthesis, logical_prefix)[name]
 
 
 def _environment(container: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +90,8 @@ def test_container_environment_points_the_app_at_bedrock_redis_s3_and_cognito(
     assert ".amazoncognito.com" in cognito_domain
     assert "UserPool" in json.dumps(environment["COGNITO_USER_POOL_ID"])
     assert "WebClient" in json.dumps(environment["COGNITO_CLIENT_ID"])
+    assert environment["TRUSTED_PROXY_COUNT"] == "1"
+    assert environment["ADMIN_BREAK_GLASS_USERNAMES"] == ""
 
 
 def test_allowed_hosts_is_the_public_domain_only(synthesis: Synthesis) -> None:
@@ -252,3 +258,64 @@ def test_alarms_watch_5xx_unhealthy_targets_and_the_database_and_notify_the_topi
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]
     topic = only(template, "AWS::SNS::Topic")
     assert "KmsMasterKeyId" in topic
+
+
+def test_web_tasks_send_traces_to_a_collector_sidecar_that_exports_to_xray(
+    synthesis: Synthesis,
+) -> None:
+    containers = _containers(synthesis, "WebTask")
+    assert set(containers) == {"web", "otel-collector"}
+    collector = containers["otel-collector"]
+    assert collector["Image"].startswith("public.ecr.aws/aws-observability/aws-otel-collector:v")
+    assert not collector["Image"].endswith(":latest")
+    # Losing traces never stops the app; the app starts after the collector.
+    assert collector["Essential"] is False
+    assert containers["web"]["DependsOn"] == [
+        {"Condition": "START", "ContainerName": "otel-collector"}
+    ]
+    assert collector["HealthCheck"]["Command"] == ["CMD", "/healthcheck"]
+    assert collector["LogConfiguration"]["Options"]["awslogs-stream-prefix"] == "otel"
+    config = yaml.safe_load(_environment(collector)["AOT_CONFIG_CONTENT"])
+    # Spans arrive over OTLP/HTTP on the task's loopback only, never from the network.
+    assert config["receivers"] == {"otlp": {"protocols": {"http": {"endpoint": "127.0.0.1:4318"}}}}
+    assert config["service"]["pipelines"] == {
+        "traces": {"receivers": ["otlp"], "processors": ["batch/traces"], "exporters": ["awsxray"]}
+    }
+    assert "PortMappings" not in collector
+
+
+def test_the_app_logs_json_and_traces_to_the_sidecar_under_its_service_name(
+    synthesis: Synthesis,
+) -> None:
+    web = _environment(_container(synthesis, "WebTask"))
+    migrate = _environment(_container(synthesis, "MigrateTask"))
+
+    assert web["LOG_FORMAT"] == "json"
+    assert web["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
+    assert web["OTEL_SERVICE_NAME"] == "anycompany-support"
+    assert migrate["LOG_FORMAT"] == "json"
+    # One-off commands have no collector next to them.
+    assert set(_containers(synthesis, "MigrateTask")) == {"web"}
+    assert not [name for name in migrate if name.startswith("OTEL_")]
+
+
+def test_the_task_role_writes_traces_and_media_but_no_static_files(synthesis: Synthesis) -> None:
+    policies = [
+        p["Properties"]
+        for logical_id, p in resources(synthesis.template(SERVICE), "AWS::IAM::Policy").items()
+        if logical_id.startswith("TaskRole")
+    ]
+    statements = {
+        statement["Sid"]: statement
+        for policy in policies
+        for statement in policy["PolicyDocument"]["Statement"]
+    }
+    assert statements["WriteTraces"]["Action"] == "xray:PutTraceSegments"
+    assert statements["WriteTraces"]["Resource"] == "*"
+    s3_resources = json.dumps(statements["ReadWriteMedia"]["Resource"])
+    assert "/media/*" in s3_resources
+    assert "/static/" not in json.dumps(statements)
+    # The static files are in the image, so the app needs no AWS_* static settings either.
+    environment = _environment(_container(synthesis, "WebTask"))
+    assert "STATIC_STORAGE" not in environment
+    assert "AWS_S3_CUSTOM_DOMAIN" not in environment

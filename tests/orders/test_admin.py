@@ -45,6 +45,45 @@ def test_an_orders_status_is_not_editable_in_its_form(
     assert 'name="status"' not in response.content.decode()
 
 
+def test_a_superuser_cannot_change_add_or_delete_an_order_in_admin(
+    admin_client_for: Client, alice: Customer, bob: Customer
+) -> None:
+    make_order("37129", alice, product="Sunglasses", quantity=2, unit_price="49.99")
+    before = list(
+        Order.objects.values_list("id", "customer_id", "product", "quantity", "unit_price")
+    )
+
+    change = admin_client_for.post(
+        reverse("admin:orders_order_change", args=["37129"]),
+        {
+            "customer": bob.pk,
+            "product": "Gold bar",
+            "quantity": "99",
+            "unit_price": "0.01",
+            "status": OrderStatus.CANCELLED,
+        },
+    )
+    add = admin_client_for.post(
+        reverse("admin:orders_order_add"),
+        {"id": "99999", "customer": alice.pk, "product": "Hat", "quantity": "1", "unit_price": "1"},
+    )
+    delete = admin_client_for.post(
+        reverse("admin:orders_order_delete", args=["37129"]), {"post": "yes"}
+    )
+    form = admin_client_for.get(reverse("admin:orders_order_change", args=["37129"]))
+
+    assert (change.status_code, add.status_code, delete.status_code) == (403, 403, 403)
+    assert (
+        list(Order.objects.values_list("id", "customer_id", "product", "quantity", "unit_price"))
+        == before
+    )
+    assert Order.objects.get(pk="37129").status == OrderStatus.PROCESSING
+    assert not OrderEvent.objects.exists()
+    # The page still shows the order (read-only) with its audited cancel action on the list.
+    assert form.status_code == 200
+    assert 'name="product"' not in form.content.decode()
+
+
 def test_customers_are_searchable_by_phone(
     admin_client_for: Client, alice: Customer, bob: Customer
 ) -> None:

@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chat.retention import conversations_purge
+from chat.staff.retention import conversations_purge
 
 
 class Command(BaseCommand):

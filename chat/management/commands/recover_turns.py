@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from chat.services import stale_after, turns_recover_interrupted
+from chat.live.recovery import stale_after, turns_recover_interrupted
 
 
 class Command(BaseCommand):

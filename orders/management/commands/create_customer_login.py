@@ -6,16 +6,39 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from orders.models import Customer
-from orders.services import customer_login_ensure
+from orders.services import CustomerLogin, customer_login_provision
 
 PASSWORD_ENV = "CUSTOMER_LOGIN_PASSWORD"  # noqa: S105 - the variable name, not a password
+
+_PASSWORD_DONE = {
+    "set": "set its password",
+    "replaced": "replaced its password (the old one no longer works)",
+    "removed": "removed its password (Cognito or demo sign-in only)",
+}
+
+
+def describe(customer: Customer, outcome: CustomerLogin) -> str:
+    username = outcome.user.get_username()
+    if outcome.created:
+        head = f"Created the sign-in {username!r} for {customer.name}"
+    elif outcome.linked:
+        head = f"Linked the existing user {username!r} to {customer.name}"
+    else:
+        head = f"{customer.name} already signs in as {username!r}"
+    done = _PASSWORD_DONE.get(outcome.password_change)
+    if done:
+        return f"{head}; {done}."
+    if outcome.created:
+        return f"{head}, without a password (Cognito or demo sign-in only)."
+    return f"{head}; {'password left as it was' if outcome.linked else 'nothing changed'}."
 
 
 class Command(BaseCommand):
     help = (
         "Create (or link) the sign-in user for an existing customer, found by email. "
         f"The password is prompted for, or read from ${PASSWORD_ENV} for scripts; "
-        "--no-password leaves it unusable."
+        "--no-password leaves it unusable. Staff accounts are never used, and an account that "
+        "already has a password is only touched with --reset-password."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -25,8 +48,16 @@ class Command(BaseCommand):
             action="store_true",
             help="Do not set a password (Cognito or demo sign-in only).",
         )
+        parser.add_argument(
+            "--reset-password",
+            action="store_true",
+            help="The account already has a password: replace it (with --no-password, remove "
+            "it). Never allowed for staff accounts.",
+        )
 
-    def handle(self, *args: Any, email: str, no_password: bool, **options: Any) -> None:
+    def handle(
+        self, *args: Any, email: str, no_password: bool, reset_password: bool, **options: Any
+    ) -> None:
         try:
             customer = Customer.objects.get(email__iexact=email.strip())
         except Customer.DoesNotExist:
@@ -45,9 +76,9 @@ class Command(BaseCommand):
                 if password != getpass.getpass("Password (again): "):
                     raise CommandError("The passwords do not match.")
         try:
-            user = customer_login_ensure(customer=customer, password=password)
+            outcome = customer_login_provision(
+                customer=customer, password=password, reset_password=reset_password
+            )
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from None
-        self.stdout.write(
-            self.style.SUCCESS(f"{customer.name} signs in as {user.get_username()!r}.")
-        )
+        self.stdout.write(self.style.SUCCESS(describe(customer, outcome)))

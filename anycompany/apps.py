@@ -1,0 +1,5 @@
+from django.contrib.admin.apps import AdminConfig
+
+
+class SupportAdminConfig(AdminConfig):
+    default_site = "anycompany.admin.SupportAdminSite"

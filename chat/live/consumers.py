@@ -1,0 +1,312 @@
+"""The customer's chat websocket: authenticate, check frames, hand turns on, relay events.
+
+Client frames are JSON objects, one JSON Schema per type (``chat.live.frames``). Server frames
+are the chat's events (``chat.live.storage``) plus
+    {"type": "error", "code": str, "text": str, "retryable": bool}   # a refused frame
+    {"type": "submitted", "client_message_id": str, "accepted": bool}  # turn over, or a repeat
+    {"type": "decided", "action_id": str, "accepted": bool}  # likewise after a decision
+    {"type": "handoff_requested", "accepted": bool}  # False: a person was already asked
+    {"type": "pong"}
+and ``chat.live.handoff``'s {"type": "handoff", "status", "agent_name", …} when a person joins or
+leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+
+from chat.live import limits, realtime
+from chat.live.conversations import ConversationNotFound, conversation_get, events_since
+from chat.live.frames import (
+    NOT_AN_OBJECT,
+    NOT_JSON,
+    NOT_TEXT,
+    UNKNOWN_TYPE,
+    FrameError,
+    FrameType,
+    customer_frame_types,
+    frame_parse,
+    frame_size_limit,
+    too_long,
+)
+from chat.live.handoff import HandoffRefused, conversation_held, handoff_request
+from chat.live.turns import action_decide, turn_submit
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+
+
+def short_query(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` as a coroutine on the loop's default pool, not Channels' shared thread."""
+    return database_sync_to_async(func, thread_sensitive=False)
+
+
+class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
+    """A JSON socket that answers a frame it cannot read with an "error" frame and stays open."""
+
+    not_text: FrameError = NOT_TEXT
+    not_json: FrameError = NOT_JSON
+
+    def frame_limit(self) -> tuple[int, FrameError] | None:
+        """The longest text frame decoded, and the error for a longer one (None: no limit)."""
+        return None
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        limit = self.frame_limit()
+        if text_data is None:
+            await self.send_json(self.not_text.event())
+        elif limit is not None and len(text_data) > limit[0]:
+            await self.send_json(limit[1].event())
+        else:
+            try:
+                content = await self.decode_json(text_data)
+            except ValueError:
+                await self.send_json(self.not_json.event())
+                return
+            await self.receive_json(content)
+
+
+class ChatConsumer(JsonFrameConsumer):
+    conversation: Any
+    group: str
+    # The highest seq of a stored message this socket has sent; None until the client says
+    # where it is, so live wakes before that are left to the resume.
+    sent_seq: int | None
+
+    async def connect(self) -> None:
+        self.counted = False
+        self.sent_seq = None
+        self.send_lock = asyncio.Lock()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        try:
+            self.conversation = await self.load_conversation(
+                user, self.scope["url_route"]["kwargs"]["conversation_id"]
+            )
+        except ConversationNotFound:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        except PermissionDenied:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.group = realtime.group_name(self.conversation.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        self.counted = True
+        realtime.websocket_opened()
+        await self.opened()
+        after_seq = _query_int(self.scope, "after_seq")
+        if after_seq is not None:
+            await self.send_stored(after_seq)
+
+    async def load_conversation(self, user: Any, conversation_id: str) -> Any:
+        """The customer's own conversation; someone else's is as missing as a missing one."""
+        return await short_query(conversation_get)(user=user, conversation_id=conversation_id)
+
+    async def opened(self) -> None:
+        """Hook for what a socket sends first, before the stored messages."""
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "counted", False):
+            self.counted = False
+            realtime.websocket_closed()
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    # --- Frames ---------------------------------------------------------------------------------
+
+    def frame_limit(self) -> tuple[int, FrameError] | None:
+        max_chars = settings.CHAT_MESSAGE_MAX_CHARS
+        return frame_size_limit(max_chars), too_long(max_chars)
+
+    def frame_types(self) -> dict[str, FrameType]:
+        return customer_frame_types(settings.CHAT_MESSAGE_MAX_CHARS)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        try:
+            frame = frame_parse(
+                content,
+                self.frame_types(),
+                not_an_object=NOT_AN_OBJECT,
+                unknown_type=UNKNOWN_TYPE,
+            )
+        except FrameError as error:
+            await self.send_json(error.event())
+            return
+        await self.handle_frame(frame)
+
+    async def handle_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "ping":
+            await self.send_json({"type": "pong"})
+        elif kind == "resume":
+            await self.send_stored(int(frame.get("after_seq", 0)))
+        elif kind == "send":
+            await self.start_send(frame["text"], frame["client_message_id"])
+        elif kind == "decide":
+            await self.start_decide(frame["action_id"].lower(), frame["approve"])
+        elif kind == "handoff":
+            await self.start_handoff()
+
+    # --- Turns ----------------------------------------------------------------------------------
+
+    async def limits_allow(self) -> bool:
+        try:
+            if await short_query(conversation_held)(conversation_id=self.conversation.pk):
+                # No model runs while a person has the conversation: the token budget is moot.
+                await short_query(limits.rate_limit_hit)(user_id=self.scope["user"].pk)
+            else:
+                await short_query(limits.turn_allowed)(
+                    user_id=self.scope["user"].pk, customer_id=self.conversation.customer_id
+                )
+        except limits.LimitExceeded as refused:
+            await self.send_json(
+                {
+                    "type": "error",
+                    "code": refused.code,
+                    "text": refused.message,
+                    "retryable": refused.retryable,
+                }
+            )
+            return False
+        return True
+
+    async def start_send(self, text: str, client_message_id: str) -> None:
+        if not await self.limits_allow():
+            return
+
+        async def reply(accepted: object) -> None:
+            if not self.counted:
+                return
+            # The wakes of this turn may have been dropped by the layer; the database has it all.
+            await self.send_stored()
+            await self.send_json(
+                {
+                    "type": "submitted",
+                    "client_message_id": client_message_id,
+                    "accepted": bool(accepted),
+                }
+            )
+
+        realtime.start_turn(
+            partial(
+                turn_submit,
+                conversation=self.conversation,
+                user=self.scope["user"],
+                text=text,
+                client_message_id=client_message_id,
+            ),
+            layer=self.channel_layer,
+            group=self.group,
+            channel=self.channel_name,
+            on_done=reply,
+        )
+
+    async def start_decide(self, action_id: str, approve: bool) -> None:
+        if not await self.limits_allow():
+            return
+
+        async def reply(accepted: object) -> None:
+            if not self.counted:
+                return
+            await self.send_stored()
+            await self.send_json(
+                {"type": "decided", "action_id": action_id, "accepted": bool(accepted)}
+            )
+
+        realtime.start_turn(
+            partial(
+                action_decide,
+                conversation=self.conversation,
+                user=self.scope["user"],
+                action_id=action_id,
+                approve=approve,
+            ),
+            layer=self.channel_layer,
+            group=self.group,
+            channel=self.channel_name,
+            on_done=reply,
+        )
+
+    async def start_handoff(self) -> None:
+        requested = await realtime.run_step(
+            partial(
+                refusals_as_errors,
+                handoff_request,
+                conversation=self.conversation,
+                user=self.scope["user"],
+                reason="",
+            ),
+            layer=self.channel_layer,
+            group=self.group,
+            channel=self.channel_name,
+        )
+        if not self.counted:
+            return
+        await self.send_stored()
+        await self.send_json({"type": "handoff_requested", "accepted": bool(requested)})
+
+    # --- Relaying -------------------------------------------------------------------------------
+
+    async def send_stored(self, after_seq: int | None = None) -> None:
+        """Sends stored messages from the database after ``after_seq`` (a resume), or else after
+        the last one this socket sent. Calls take turns, so no message is sent twice."""
+        async with self.send_lock:
+            if after_seq is None:
+                if self.sent_seq is None:
+                    return  # the client has not said where it is yet; its resume will
+                after_seq = self.sent_seq
+            events = await short_query(events_since)(
+                conversation=self.conversation, after_seq=after_seq
+            )
+            for event in events:
+                await self.send_json(event)
+            seqs = [event["seq"] for event in events if isinstance(event.get("seq"), int)]
+            self.sent_seq = max(
+                [after_seq, *seqs, *([] if self.sent_seq is None else [self.sent_seq])]
+            )
+
+    async def chat_wake(self, message: dict[str, Any]) -> None:
+        if self.sent_seq is not None and message["seq"] > self.sent_seq:
+            await self.send_stored()
+
+    async def chat_event(self, message: dict[str, Any]) -> None:
+        event = message["event"]
+        if event.get("type") == "handoff":
+            # Which staff account holds the conversation is none of the customer's business.
+            event = {key: value for key, value in event.items() if key != "agent_id"}
+        await self.send_json(event)
+
+
+def refusals_as_errors(job: Any, /, *, emit: Any, **kwargs: Any) -> Any:
+    """Runs a handoff step; a refusal becomes an "error" event for the socket that asked."""
+    try:
+        return job(emit=emit, **kwargs)
+    except HandoffRefused as refused:
+        code, text = refused.code, refused.text
+    except PermissionDenied:
+        code, text = "forbidden", "You are not allowed to do that."
+    except ConversationNotFound:
+        code, text = "not_found", "This conversation is not available."
+    except ValueError as invalid:
+        code, text = "invalid", str(invalid)
+    emit({"type": "error", "code": code, "text": text, "retryable": False})
+    return None
+
+
+def _query_int(scope: dict[str, Any], name: str) -> int | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin1")).get(name)
+    if not values or not values[-1].isdigit():
+        return None
+    return int(values[-1])

@@ -1,0 +1,400 @@
+"""Running the assistant's turns: a customer's message or decision in, the model's answer out.
+
+The consumer calls ``turn_submit`` and ``action_decide`` (blocking; they run on the turn pool).
+They store the customer's step, load the stored history, hand it to the engine's tool loop
+(``chat.engine.loop.run_turn``) with the default tools bound to the conversation's customer
+(``chat.tools.registry``), and store every step as it happens (``chat.live.storage``).
+
+Authorization: only the conversation's owner, still linked to its customer, may act
+(``chat.live.conversations.acting_customer``); the tools only ever see that customer.
+
+The events given to ``emit`` are listed in ``chat.live.storage``.
+"""
+
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chat.engine.client import ModelClient
+from chat.engine.loop import run_turn
+from chat.engine.registry import BoundTools, ToolContext
+from chat.engine.types import TurnResult
+from chat.live.confirmations import pending_action_decide, typed_decision
+from chat.live.conversations import (
+    User,
+    acting_customer,
+    confirm_event,
+    model_history,
+    resolved_event,
+)
+from chat.live.engine_config import model_client, turn_config
+from chat.live.handoff import HELD_STATUSES, assistant_request_person
+from chat.live.recovery import stale_turns, turn_recover
+from chat.live.storage import (
+    Emit,
+    NewMessage,
+    StoringSink,
+    messages_append,
+    messages_emit,
+    notice,
+    safe_emit,
+)
+from chat.models import (
+    Conversation,
+    Message,
+    MessageKind,
+    MessageRole,
+    PendingAction,
+    PendingActionState,
+    Turn,
+    TurnState,
+)
+from chat.tools import registry
+from orders.models import Customer
+
+logger = logging.getLogger(__name__)
+
+BUSY_TEXT = "Please wait until the assistant has finished its reply, then send your message again."
+INTERNAL_ERROR_NOTICE = "Sorry, something went wrong on our side. Please try again."
+TITLE_CHARS = 80
+
+# Failed turns the customer can simply try again.
+RETRYABLE_ERRORS = frozenset(
+    {"busy", "unavailable", "deadline", "capped", "malformed", "unknown_stop", "empty"}
+)
+
+
+def tools_for(*, conversation_id: uuid.UUID, customer: Customer, emit: Emit) -> BoundTools:
+    """The default tools, acting for ``customer`` in this conversation."""
+    context = ToolContext(
+        customer=customer,
+        conversation_id=conversation_id,
+        request_person=assistant_request_person(
+            conversation_id=conversation_id, customer_id=customer.pk, emit=emit
+        ),
+    )
+    return registry.bind(context)
+
+
+def _accepted_before(conversation_id: uuid.UUID, client_message_id: str) -> bool:
+    # A turn for a message the assistant answered; a message alone while a person held it.
+    return (
+        Turn.objects.filter(
+            conversation_id=conversation_id, client_message_id=client_message_id
+        ).exists()
+        or Message.objects.filter(
+            conversation_id=conversation_id, client_message_id=client_message_id
+        ).exists()
+    )
+
+
+def turn_submit(
+    *,
+    conversation: Conversation,
+    user: User,
+    text: str,
+    client_message_id: str,
+    emit: Emit,
+    client: ModelClient | None = None,
+) -> bool:
+    """Stores the customer's message and runs the assistant's turn. Blocking.
+
+    Idempotent on ``client_message_id``: a message already accepted returns False and starts
+    nothing (a unique constraint decides, so concurrent resends cannot both get in). While
+    another turn of the conversation is running the message is refused with an "error" event
+    and False; the client may send it again later with the same id.
+
+    If a cancellation is waiting for the customer, a typed yes/no (``typed_decision``) decides it
+    here; any other text leaves the order alone. Either way the decision's tool result and the
+    text go into the same user message, so roles keep alternating.
+
+    While a person holds the conversation (``chat.live.handoff.HELD_STATUSES``) the message is
+    only stored and shown; no turn runs until the agent hands the conversation back.
+
+    ``client`` replaces the configured model (``chat.live.engine_config.model_client()``).
+
+    Raises: ``ConversationNotFound`` when the conversation is not the user's; ``ValueError``
+    without a ``client_message_id``.
+    """
+    customer = acting_customer(conversation, user)
+    if not client_message_id:
+        raise ValueError("A client_message_id is required: it makes resending safe.")
+    if not text.strip():
+        safe_emit(
+            emit,
+            {"type": "error", "text": "Please type a message before sending.", "retryable": False},
+        )
+        return False
+    if len(text) > settings.CHAT_MESSAGE_MAX_CHARS:
+        limit = settings.CHAT_MESSAGE_MAX_CHARS
+        safe_emit(
+            emit,
+            {
+                "type": "error",
+                "text": f"Please keep your message under {limit} characters.",
+                "retryable": False,
+            },
+        )
+        return False
+    if _accepted_before(conversation.pk, client_message_id):
+        return False
+
+    tools = tools_for(conversation_id=conversation.pk, customer=customer, emit=emit)
+    for stale in stale_turns(conversation_id=conversation.pk):
+        turn_recover(stale.pk)
+
+    resolved: PendingAction | None = None
+    try:
+        held: list[Message] = []
+        with transaction.atomic():
+            locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+            if locked.status in HELD_STATUSES:
+                # A person has the conversation: they read the message, the model stays silent.
+                held = messages_append(
+                    locked.pk,
+                    None,
+                    [
+                        NewMessage(
+                            MessageRole.USER,
+                            MessageKind.CUSTOMER,
+                            [{"text": text}],
+                            client_message_id,
+                        )
+                    ],
+                )
+            else:
+                if Turn.objects.filter(conversation_id=locked.pk, state=TurnState.RUNNING).exists():
+                    safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
+                    return False
+                # Created first: a resend hits the unique constraint before anything else happens.
+                turn = Turn.objects.create(
+                    conversation_id=locked.pk,
+                    client_message_id=client_message_id,
+                    active_at=timezone.now(),
+                )
+                sink = StoringSink(conversation_id=locked.pk, turn=turn, emit=emit)
+                content: list[dict[str, Any]] = []
+                action = (
+                    PendingAction.objects.select_for_update()
+                    .filter(conversation_id=locked.pk, state=PendingActionState.PENDING)
+                    .first()
+                )
+                if action is not None:
+                    answer = pending_action_decide(
+                        action, decision=typed_decision(text), user=user, tools=tools, sink=sink
+                    )
+                    content.extend(answer["content"])
+                    Turn.objects.filter(pk=action.turn_id).update(
+                        state=TurnState.COMPLETED, ended_at=timezone.now()
+                    )
+                    resolved = action
+                content.append({"text": text})
+                stored = messages_append(
+                    locked.pk,
+                    turn,
+                    [
+                        NewMessage(
+                            MessageRole.USER, MessageKind.CUSTOMER, content, client_message_id
+                        )
+                    ],
+                )
+                if not locked.title:
+                    title = " ".join(text.split())
+                    Conversation.objects.filter(pk=locked.pk).update(
+                        title=title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
+                    )
+    except IntegrityError:
+        if _accepted_before(conversation.pk, client_message_id):
+            return False
+        raise
+
+    if held:
+        messages_emit(emit, held)
+        return True
+    _announce_and_run(
+        conversation_id=conversation.pk,
+        customer=customer,
+        tools=tools,
+        turn=turn,
+        stored=stored,
+        resolved=resolved,
+        emit=emit,
+        client=client,
+    )
+    return True
+
+
+def action_decide(
+    *,
+    conversation: Conversation,
+    user: User,
+    action_id: uuid.UUID | str,
+    approve: bool,
+    emit: Emit,
+    client: ModelClient | None = None,
+) -> bool:
+    """The customer's click on a confirmation: runs the action at most once, then resumes. Blocking.
+
+    Approving runs the call (e.g. ``orders.services.order_cancel``) in the same transaction that
+    records the decision and stores its result; declining gives the model an error result
+    (``chat.live.confirmations.KEPT_TEXT``). A second decision on the same action (double click,
+    second tab) returns False and changes nothing.
+
+    Raises: ``ConversationNotFound`` when the conversation is not the user's.
+    """
+    customer = acting_customer(conversation, user)
+    try:
+        key = action_id if isinstance(action_id, uuid.UUID) else uuid.UUID(str(action_id))
+    except ValueError:
+        return False
+    tools = tools_for(conversation_id=conversation.pk, customer=customer, emit=emit)
+    with transaction.atomic():
+        Conversation.objects.select_for_update().only("pk").get(pk=conversation.pk)
+        action = (
+            PendingAction.objects.select_for_update()
+            .select_related("turn")
+            .filter(pk=key, conversation_id=conversation.pk)
+            .first()
+        )
+        if action is None:
+            return False
+        if action.state != PendingActionState.PENDING:
+            decided = action
+        else:
+            decided = None
+            turn = action.turn
+            sink = StoringSink(conversation_id=conversation.pk, turn=turn, emit=emit)
+            answer = pending_action_decide(
+                action, decision=approve, user=user, tools=tools, sink=sink
+            )
+            stored = messages_append(
+                conversation.pk,
+                turn,
+                [NewMessage(MessageRole.USER, MessageKind.TOOL_RESULTS, answer["content"])],
+            )
+            turn.state = TurnState.RUNNING
+            turn.active_at = timezone.now()
+            turn.save(update_fields=["state", "active_at"])
+    if decided is not None:
+        # Tell this tab again, so a button left over from a lost event goes away.
+        safe_emit(emit, resolved_event(decided))
+        return False
+    _announce_and_run(
+        conversation_id=conversation.pk,
+        customer=customer,
+        tools=tools,
+        turn=turn,
+        stored=stored,
+        resolved=action,
+        emit=emit,
+        client=client,
+    )
+    return True
+
+
+def _announce_and_run(
+    *,
+    conversation_id: uuid.UUID,
+    customer: Customer,
+    tools: BoundTools,
+    turn: Turn,
+    stored: list[Message],
+    resolved: PendingAction | None,
+    emit: Emit,
+    client: ModelClient | None,
+) -> None:
+    # After the customer's message or decision is committed: tell the tabs, then run the model.
+    if resolved is not None:
+        safe_emit(emit, resolved_event(resolved))
+    messages_emit(emit, stored)
+    _turn_started(turn, emit)
+    _run(
+        conversation_id=conversation_id,
+        customer=customer,
+        tools=tools,
+        turn=turn,
+        emit=emit,
+        client=client,
+    )
+
+
+def _turn_started(turn: Turn, emit: Emit) -> None:
+    safe_emit(emit, {"type": "turn", "turn": str(turn.pk), "state": "started"})
+
+
+def _run(
+    *,
+    conversation_id: uuid.UUID,
+    customer: Customer,
+    tools: BoundTools,
+    turn: Turn,
+    emit: Emit,
+    client: ModelClient | None,
+) -> None:
+    """Runs the loop on the stored history and stores how the turn ended."""
+    sink = StoringSink(conversation_id=conversation_id, turn=turn, emit=emit)
+    try:
+        result = run_turn(
+            client=client or model_client(),
+            history=model_history(conversation_id),
+            tools=tools,
+            config=turn_config(customer=customer, tools=registry),
+            sink=sink,
+        )
+    except Exception:
+        # A bug, not a model failure (those arrive as a failed TurnResult): end the turn so the
+        # conversation does not stay blocked, and tell the customer in plain words.
+        logger.exception("Turn %s failed unexpectedly", turn.pk)
+        result = TurnResult(
+            outcome="failed", reply=INTERNAL_ERROR_NOTICE, stop_reason=None, error_kind="internal"
+        )
+    _finish(conversation_id=conversation_id, turn=turn, result=result, tools=tools, emit=emit)
+
+
+def _finish(
+    *, conversation_id: uuid.UUID, turn: Turn, result: TurnResult, tools: BoundTools, emit: Emit
+) -> None:
+    action: PendingAction | None = None
+    notices: list[Message] = []
+    with transaction.atomic():
+        if result.outcome == "awaiting_confirmation" and result.pending is not None:
+            pending = result.pending
+            action = PendingAction.objects.create(
+                conversation_id=conversation_id,
+                turn=turn,
+                tool_use_id=pending.tool_use_id,
+                tool_name=pending.name,
+                tool_input=pending.tool_input,
+                results=pending.results,
+                tool_uses=pending.tool_uses,
+                summary=tools.confirmation_text(pending.name, pending.tool_input)[:300],
+            )
+            turn.state = TurnState.AWAITING_CONFIRMATION
+        elif result.outcome == "answered":
+            turn.state = TurnState.COMPLETED
+            turn.ended_at = timezone.now()
+        else:
+            turn.state = TurnState.FAILED
+            turn.ended_at = timezone.now()
+            notices = messages_append(conversation_id, turn, [notice(result.reply)])
+        turn.outcome = result.outcome
+        turn.error_kind = result.error_kind[:32]
+        turn.active_at = timezone.now()
+        turn.save(update_fields=["state", "ended_at", "outcome", "error_kind", "active_at"])
+    messages_emit(emit, notices)
+    if action is not None:
+        safe_emit(emit, confirm_event(action))
+    ended: dict[str, Any] = {
+        "type": "turn",
+        "turn": str(turn.pk),
+        "state": "ended",
+        "outcome": result.outcome,
+    }
+    if result.outcome == "failed":
+        ended["error_kind"] = result.error_kind
+        ended["retryable"] = result.error_kind in RETRYABLE_ERRORS
+    safe_emit(emit, ended)

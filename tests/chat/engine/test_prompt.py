@@ -1,0 +1,54 @@
+"""The system prompt: fixed rules, a tool list generated from the registry, the customer's facts."""
+
+from typing import Any
+
+from chat.engine.prompt import system_prompt
+from chat.engine.registry import Tool, ToolContext, ToolRegistry
+from chat.engine.types import ToolOutcome
+from chat.tools import registry
+
+
+class Weather(Tool):
+    name = "get_weather"
+    description = "Today's weather at the customer's address."
+    input_schema: dict[str, Any] = {"type": "object", "properties": {}}
+    prompt_notes = "Only mention it when asked."
+
+    def run(self, context: ToolContext, tool_input: dict[str, Any]) -> ToolOutcome:
+        return ToolOutcome("success", {"sky": "clear"})
+
+
+def test_it_lists_exactly_the_tools_it_is_given() -> None:
+    prompt = system_prompt(
+        tools=ToolRegistry([Weather()]), customer_name="Alice Liddell", customer_id="012345"
+    )
+
+    assert (
+        "- get_weather: Today's weather at the customer's address. Only mention it when asked."
+        in prompt
+    )
+    assert "cancel_order" not in prompt
+    assert prompt.endswith("The signed-in customer is Alice Liddell (customer id 012345).")
+    assert "<reply></reply>" in prompt
+
+
+def test_without_tools_it_says_so() -> None:
+    prompt = system_prompt(tools=ToolRegistry(), customer_name="Bob", customer_id="054321")
+
+    assert "You have no tools" in prompt
+    assert "Your tools:" not in prompt
+
+
+def test_the_default_prompt_names_every_default_tool_with_its_notes() -> None:
+    prompt = system_prompt(tools=registry, customer_name="Alice", customer_id="012345")
+
+    listed = [line.split(":")[0][2:] for line in prompt.splitlines() if line.startswith("- ")]
+    assert listed == registry.names()
+    assert listed == [
+        "get_user",
+        "get_order_by_id",
+        "get_customer_orders",
+        "cancel_order",
+        "request_human_agent",
+    ]
+    assert "Never say an order is cancelled unless the tool result says so." in prompt

@@ -1,0 +1,45 @@
+"""How turn events are packed for the channel layer."""
+
+from typing import Any
+
+from chat.live.realtime import EVENT, WAKE, coalesce, group_message
+
+
+def test_a_stored_message_travels_as_a_wake_with_its_seq() -> None:
+    message = {"type": "message", "seq": 7, "id": "x", "role": "assistant", "text": "Hi"}
+
+    assert group_message(message) == {"type": WAKE, "seq": 7}
+    assert group_message({"type": "delta", "turn": "t", "text": "a"}) == {
+        "type": EVENT,
+        "event": {"type": "delta", "turn": "t", "text": "a"},
+    }
+
+
+def test_back_to_back_deltas_of_one_turn_are_merged_in_order() -> None:
+    events = [
+        {"type": "delta", "turn": "t1", "text": "Hel"},
+        {"type": "delta", "turn": "t1", "text": "lo"},
+        {"type": "status", "turn": "t1", "text": "Looking up order 32057…"},
+        {"type": "delta", "turn": "t1", "text": "!"},
+        {"type": "delta", "turn": "t2", "text": "?"},
+    ]
+
+    assert coalesce(events) == [
+        {"type": "delta", "turn": "t1", "text": "Hello"},
+        {"type": "status", "turn": "t1", "text": "Looking up order 32057…"},
+        {"type": "delta", "turn": "t1", "text": "!"},
+        {"type": "delta", "turn": "t2", "text": "?"},
+    ]
+
+
+def test_back_to_back_wakes_keep_only_the_newest_seq() -> None:
+    events: list[dict[str, Any]] = [
+        {"type": "message", "seq": 3, "role": "customer", "text": "a"},
+        {"type": "message", "seq": 4, "role": "assistant", "text": "b"},
+        {"type": "turn", "turn": "t", "state": "ended", "outcome": "answered"},
+    ]
+
+    assert [group_message(event) for event in coalesce(events)] == [
+        {"type": WAKE, "seq": 4},
+        {"type": EVENT, "event": events[2]},
+    ]
