@@ -40,6 +40,9 @@ let outbox = null; // {id, text}: sent, not yet known to be accepted; resent as 
 let lastSentText = "";
 let streaming = null; // the bubble that reply deltas are appended to
 let said = ""; // what the assistant said before its current tool call: status, not a reply
+// A running turn this tab did not start (reloaded mid-reply, or another tab's): its end is
+// known from the live "ended" event, or else from its reply, notice or question arriving.
+let othersTurn = null;
 let toolStatus = "";
 const endedTurns = new Set(); // deltas can arrive late, through the layer, after their turn ended
 const ratings = new Map(Object.entries(config.feedback || {})); // seq -> {score, comment}
@@ -123,6 +126,7 @@ function addMessage(event) {
     streaming.remove();
     streaming = null;
   }
+  if (othersTurn && (event.role === "assistant" || event.role === "notice")) setRunning(false);
   if (event.role === "customer") {
     const pending = [...transcript.querySelectorAll(".msg-pending")].find((node) => node.dataset.text === event.text);
     pending?.remove();
@@ -188,6 +192,7 @@ function setRunning(value) {
     showActivity();
   }
   running = value;
+  if (!value) othersTurn = null;
   sendButton.disabled = value;
   form.setAttribute("aria-busy", value ? "true" : "false");
   form.classList.toggle("composer-busy", value);
@@ -223,6 +228,7 @@ function lastCustomerText() {
 }
 
 function addConfirm(event) {
+  if (othersTurn) setRunning(false);
   if (transcript.querySelector(`[data-action-id="${CSS.escape(event.action_id)}"]`)) return;
   const item = el("li", "prompt prompt-open");
   item.dataset.actionId = event.action_id;
@@ -387,7 +393,10 @@ function handle(event) {
     case "turn":
       if (event.state === "started") {
         // Also sent on a resume while the turn runs, e.g. to a page reloaded mid-reply.
-        if (!endedTurns.has(event.turn)) setRunning(true);
+        if (!endedTurns.has(event.turn)) {
+          if (!running) othersTurn = event.turn;
+          setRunning(true);
+        }
       } else {
         endedTurns.add(event.turn);
         // The stored reply replaces the streamed text (the resume below fetches it if needed).
