@@ -7,7 +7,8 @@ like a missing one (``ConversationNotFound``).
 What the customer sees is derived from the stored Converse content on display: assistant
 messages show only their ``<reply>`` text, tool results show nothing. A "message" event is
 ``{"type": "message", "seq", "id", "role": "customer"|"assistant"|"staff"|"notice", "text",
-"created_at"}`` (staff messages add the agent's first name as "name").
+"created_at"}`` (staff messages add the agent's first name as "name"; an assistant message that
+also calls a tool adds ``"preamble": true``).
 """
 
 import re
@@ -17,8 +18,10 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.utils import timezone
 
 from chat.engine.replies import visible_text
+from chat.live.engine_config import stale_after
 from chat.models import (
     MODEL_KINDS,
     Conversation,
@@ -26,6 +29,8 @@ from chat.models import (
     MessageKind,
     PendingAction,
     PendingActionState,
+    Turn,
+    TurnState,
 )
 from orders.models import Customer
 from orders.selectors import customer_of_user
@@ -143,6 +148,10 @@ def message_event(message: Message) -> dict[str, Any] | None:
 
     Assistant messages show only their reply text (never thinking or tool calls); tool results
     show nothing. Staff messages carry the agent's first name as "name".
+
+    An assistant message that also calls a tool is a preamble ("Let me look that up."): the
+    answer is still to come, so the event says ``"preamble": True`` and the chat page shows it
+    as the assistant's status rather than as a reply to rate.
     """
     role = _DISPLAY_ROLES.get(MessageKind(message.kind))
     if role is None:
@@ -167,6 +176,10 @@ def message_event(message: Message) -> dict[str, Any] | None:
     }
     if name is not None:
         event["name"] = name
+    if message.kind == MessageKind.ASSISTANT and any(
+        isinstance(block, dict) and "toolUse" in block for block in content
+    ):
+        event["preamble"] = True
     return event
 
 
@@ -194,11 +207,27 @@ def resolved_event(action: PendingAction) -> dict[str, Any]:
     }
 
 
+def running_turn_event(conversation: Conversation) -> dict[str, Any] | None:
+    """The "turn" started event of the conversation's running turn, if one is still making
+    progress (a turn a restart left "running" past ``stale_after()`` is not)."""
+    turn_id = (
+        Turn.objects.filter(conversation_id=conversation.pk, state=TurnState.RUNNING)
+        .exclude(active_at__lte=timezone.now() - stale_after())
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if turn_id is None:
+        return None
+    return {"type": "turn", "turn": str(turn_id), "state": "started"}
+
+
 def events_since(*, conversation: Conversation, after_seq: int) -> list[dict[str, Any]]:
     """The "message" events of the stored messages after ``after_seq``, in seq order.
 
     While a cancellation waits for the customer, its "confirm" event comes last, so a reloaded
-    page shows the question again (clients recognise a repeat by its ``action_id``).
+    page shows the question again (clients recognise a repeat by its ``action_id``). While a
+    turn runs, its "turn" started event comes last, so a page reloaded mid-reply knows the reply
+    is still coming (the turn's "ended" event follows through the live events).
     """
     events = conversation_messages_for_display(conversation=conversation, after_seq=after_seq)
     action = PendingAction.objects.filter(
@@ -206,6 +235,9 @@ def events_since(*, conversation: Conversation, after_seq: int) -> list[dict[str
     ).first()
     if action is not None:
         events.append(confirm_event(action))
+    running = running_turn_event(conversation)
+    if running is not None:
+        events.append(running)
     return events
 
 

@@ -6,6 +6,7 @@ thread-safe, using one is) and shared by every turn.
 """
 
 import threading
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -47,6 +48,19 @@ def turn_config(*, customer: Customer, tools: ToolRegistry) -> TurnConfig:
         prompt_caching=settings.BEDROCK_PROMPT_CACHING and bedrock,
         guardrail=guardrail if bedrock else None,
     )
+
+
+def stale_after() -> timedelta:
+    """How long a running turn can go without progress before it is certainly dead.
+
+    A live turn stores a step at least every model call, and one call cannot outlast the turn
+    deadline plus every attempt's read timeout.
+    """
+    seconds = (
+        settings.CHAT_TURN_DEADLINE_SECONDS
+        + settings.BEDROCK_READ_TIMEOUT * settings.BEDROCK_MAX_ATTEMPTS
+    )
+    return timedelta(seconds=seconds)
 
 
 def bedrock_client() -> "BedrockRuntimeClient":

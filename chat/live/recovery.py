@@ -11,10 +11,10 @@ import logging
 import uuid
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from chat.live.engine_config import stale_after
 from chat.live.storage import NewMessage, messages_append, notice
 from chat.models import (
     MODEL_KINDS,
@@ -30,19 +30,6 @@ logger = logging.getLogger(__name__)
 
 INTERRUPTED_RESULT_TEXT = "The reply was interrupted before this tool finished."
 INTERRUPTED_NOTICE = "This reply did not finish. Please send your message again."
-
-
-def stale_after() -> timedelta:
-    """How long a running turn can go without progress before it is certainly dead.
-
-    A live turn stores a step at least every model call, and one call cannot outlast the turn
-    deadline plus every attempt's read timeout.
-    """
-    seconds = (
-        settings.CHAT_TURN_DEADLINE_SECONDS
-        + settings.BEDROCK_READ_TIMEOUT * settings.BEDROCK_MAX_ATTEMPTS
-    )
-    return timedelta(seconds=seconds)
 
 
 def stale_turns(

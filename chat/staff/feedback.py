@@ -29,7 +29,7 @@ def feedback_give(
     """Records the user's rating of one assistant reply; rating it again replaces the rating.
 
     Only the owner of the conversation may rate, and only replies they were shown (assistant
-    messages with visible text, not tool calls or notices).
+    messages with visible text, not tool calls, the preamble before one, or notices).
 
     Raises: ``ConversationNotFound`` when the conversation is missing or not the user's;
     ``ValueError`` (with a message for the customer) for a bad score, a comment over
@@ -42,7 +42,13 @@ def feedback_give(
     if len(comment) > FEEDBACK_COMMENT_MAX_CHARS:
         raise ValueError(f"Please keep your comment under {FEEDBACK_COMMENT_MAX_CHARS} characters.")
     message = Message.objects.filter(conversation_id=conversation.pk, seq=seq).first()
-    if message is None or message.kind != MessageKind.ASSISTANT or message_event(message) is None:
+    event = message_event(message) if message is not None else None
+    if (
+        message is None
+        or message.kind != MessageKind.ASSISTANT
+        or event is None
+        or event.get("preamble")
+    ):
         raise ValueError("Only the assistant's replies can be rated.")
     with transaction.atomic():
         feedback, _ = Feedback.objects.update_or_create(

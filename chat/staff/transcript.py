@@ -57,6 +57,8 @@ class Entry:
     role: str = ""  # customer, assistant, staff, notice or tool_results
     message: Message | None = None
     text: str = ""
+    # Assistant text said before a tool call, which the customer saw as status, not as a reply.
+    preamble: bool = False
     raw: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     feedback: list[Feedback] = field(default_factory=list)
@@ -151,6 +153,7 @@ def build_transcript(
             role=_ROLES.get(MessageKind(message.kind), message.kind),
             message=message,
             text=event["text"] if event else "",
+            preamble=bool(event and event.get("preamble")),
             raw=pretty_json(message.content),
             tool_calls=calls,
             feedback=feedback_by_message.get(message.pk, []),

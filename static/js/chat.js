@@ -2,8 +2,10 @@
 // Stored messages carry a seq; the server resends everything after the last seq this tab has
 // shown, so a message is never lost and, de-duplicated by seq, never shown twice.
 // Model text is only ever placed with textContent / text nodes.
+// Screen readers hear each stored message once, from the transcript's live region: the streaming
+// bubble and this tab's not-yet-stored message are hidden from them.
 
-const { connectSocket } = window; // static/js/socket.js, loaded first
+const { connectSocket, chatUi } = window; // static/js/socket.js and ui.js, loaded first
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const transcript = document.getElementById("transcript");
@@ -12,11 +14,23 @@ const connection = document.getElementById("connection");
 const form = document.getElementById("composer");
 const input = document.getElementById("message");
 const sendButton = document.getElementById("send");
+const help = document.getElementById("message-help");
+const note = chatUi.composerNote(document.getElementById("composer-note"));
+const limit = chatUi.lengthLimit({
+  input,
+  counter: document.getElementById("message-count"),
+  note,
+  maxChars: config.maxChars,
+});
 const handoffStatus = document.getElementById("handoff-status");
 const talkButton = document.getElementById("talk-to-person");
 
 const ROLE_LABELS = { customer: "You", assistant: "Assistant", staff: "Support team", notice: "Notice" };
 const OFFLINE_TEXT = "You're offline. The chat reconnects when you're back online.";
+const HELP_TEXT = help.textContent;
+const REPLYING_TEXT = "The assistant is still replying…";
+const BUSY_NOTE = "Not sent yet: the assistant is still replying. Your message stays here; press Enter again when the reply is done.";
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
 const seen = new Set();
 let lastSeq = 0;
@@ -25,6 +39,11 @@ let running = false;
 let outbox = null; // {id, text}: sent, not yet known to be accepted; resent as is after a reconnect
 let lastSentText = "";
 let streaming = null; // the bubble that reply deltas are appended to
+let said = ""; // what the assistant said before its current tool call: status, not a reply
+// A running turn this tab did not start (reloaded mid-reply, or another tab's): its end is
+// known from the live "ended" event, or else from its reply, notice or question arriving.
+let othersTurn = null;
+let toolStatus = "";
 const endedTurns = new Set(); // deltas can arrive late, through the layer, after their turn ended
 const ratings = new Map(Object.entries(config.feedback || {})); // seq -> {score, comment}
 
@@ -75,7 +94,7 @@ function renderText(container, text) {
 }
 
 function scrollToEnd() {
-  transcript.lastElementChild?.scrollIntoView({ block: "end", behavior: "smooth" });
+  transcript.lastElementChild?.scrollIntoView({ block: "end", behavior: reducedMotion.matches ? "auto" : "smooth" });
 }
 
 function bubble(role, text, extraClass) {
@@ -93,10 +112,21 @@ function addMessage(event) {
     seen.add(event.seq);
     lastSeq = Math.max(lastSeq, event.seq);
   }
+  if (event.preamble) {
+    // Said before a tool call ("Let me look that up."): the answer is still to come. Shown as
+    // the assistant's status while the turn runs; not a reply of its own, not one to rate.
+    if (running) {
+      unstream(event.text);
+      said = event.text;
+      showActivity();
+    }
+    return;
+  }
   if (event.role === "assistant" && streaming) {
     streaming.remove();
     streaming = null;
   }
+  if (othersTurn && (event.role === "assistant" || event.role === "notice")) setRunning(false);
   if (event.role === "customer") {
     const pending = [...transcript.querySelectorAll(".msg-pending")].find((node) => node.dataset.text === event.text);
     pending?.remove();
@@ -106,11 +136,7 @@ function addMessage(event) {
   if (event.role === "staff") {
     item.querySelector(".msg-who").textContent = event.name ? `${event.name} · Support team` : "Support team";
   }
-  if (event.created_at) {
-    const time = el("time", "msg-time", new Date(event.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
-    time.dateTime = event.created_at;
-    item.append(time);
-  }
+  if (event.created_at) item.append(chatUi.timeElement(event.created_at, "msg-time"));
   if (event.role === "assistant" && typeof event.seq === "number") item.append(feedbackControls(event.seq));
   // Keep stored messages in seq order even if a resend arrives after a live one.
   const later = [...transcript.querySelectorAll("[data-seq]")].find((node) => Number(node.dataset.seq) > event.seq);
@@ -122,12 +148,18 @@ function addDelta(event) {
   if (endedTurns.has(event.turn)) return;
   if (!streaming) {
     streaming = bubble("assistant", "", "msg-streaming");
+    // Re-read on every delta and again once stored, it would be heard many times over.
+    streaming.setAttribute("aria-hidden", "true");
     streaming.dataset.text = "";
     transcript.append(streaming);
   }
   streaming.dataset.text += event.text;
-  renderText(streaming.querySelector(".msg-body"), streaming.dataset.text);
+  renderStreaming();
   scrollToEnd();
+}
+
+function renderStreaming() {
+  renderText(streaming.querySelector(".msg-body"), streaming.dataset.text.trimStart());
 }
 
 function dropStreaming() {
@@ -135,11 +167,37 @@ function dropStreaming() {
   streaming = null;
 }
 
+// Takes text that turned out to be a preamble out of the streaming bubble (all of it when
+// `text` is not given: a tool started, so everything streamed so far led up to it).
+function unstream(text) {
+  if (!streaming) return "";
+  const streamed = streaming.dataset.text.trimStart();
+  const taken = text === undefined ? streamed.trim() : streamed.startsWith(text) ? text : "";
+  streaming.dataset.text = streamed.slice(taken.length);
+  if (streaming.dataset.text.trim()) renderStreaming();
+  else dropStreaming();
+  return taken;
+}
+
+function showActivity() {
+  activity.replaceChildren();
+  if (said) activity.append(el("span", "activity-said", said));
+  if (toolStatus) activity.append(el("span", "activity-tool", toolStatus));
+}
+
 function setRunning(value) {
+  if (value !== running) {
+    said = "";
+    toolStatus = "";
+    showActivity();
+  }
   running = value;
+  if (!value) othersTurn = null;
   sendButton.disabled = value;
   form.setAttribute("aria-busy", value ? "true" : "false");
-  if (!value) activity.textContent = "";
+  form.classList.toggle("composer-busy", value);
+  help.textContent = value ? REPLYING_TEXT : HELP_TEXT;
+  if (!value) note.clear("busy");
 }
 
 function addError(text, retryable) {
@@ -170,6 +228,7 @@ function lastCustomerText() {
 }
 
 function addConfirm(event) {
+  if (othersTurn) setRunning(false);
   if (transcript.querySelector(`[data-action-id="${CSS.escape(event.action_id)}"]`)) return;
   const item = el("li", "prompt prompt-open");
   item.dataset.actionId = event.action_id;
@@ -321,7 +380,9 @@ function handle(event) {
       addDelta(event);
       break;
     case "status":
-      activity.textContent = event.text;
+      said = unstream() || said;
+      toolStatus = event.text;
+      showActivity();
       break;
     case "confirm":
       addConfirm(event);
@@ -331,7 +392,11 @@ function handle(event) {
       break;
     case "turn":
       if (event.state === "started") {
-        setRunning(true);
+        // Also sent on a resume while the turn runs, e.g. to a page reloaded mid-reply.
+        if (!endedTurns.has(event.turn)) {
+          if (!running) othersTurn = event.turn;
+          setRunning(true);
+        }
       } else {
         endedTurns.add(event.turn);
         // The stored reply replaces the streamed text (the resume below fetches it if needed).
@@ -389,6 +454,8 @@ function submit(text) {
   outbox = { id, text };
   lastSentText = text;
   const pending = bubble("customer", text, "msg-pending");
+  // Heard once, when the stored message replaces it.
+  pending.setAttribute("aria-hidden", "true");
   pending.dataset.id = id;
   pending.dataset.text = text;
   transcript.append(pending);
@@ -402,12 +469,14 @@ function submit(text) {
 form.addEventListener("submit", (submitted) => {
   submitted.preventDefault();
   const text = input.value.trim();
-  if (running || !text) return;
-  if (text.length > config.maxChars) {
-    addError(`Your message is too long. Please keep it under ${config.maxChars} characters.`, false);
+  if (!text) return;
+  if (running) {
+    note.show("busy", BUSY_NOTE);
     return;
   }
+  if (limit.refuse()) return;
   input.value = "";
+  limit.update();
   submit(text);
 });
 

@@ -2,7 +2,7 @@
 // The server sends the whole list on connect and after every handoff; it is small.
 // Customer text is only ever placed with textContent.
 
-const { connectSocket } = window; // static/js/socket.js, loaded first
+const { connectSocket, chatUi } = window; // static/js/socket.js and ui.js, loaded first
 
 const config = JSON.parse(document.getElementById("inbox-config").textContent);
 const connection = document.getElementById("connection");
@@ -21,12 +21,6 @@ function el(tag, className, text) {
   return node;
 }
 
-function since(iso) {
-  const time = el("time", "muted", new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
-  time.dateTime = iso;
-  return time;
-}
-
 function row(item) {
   const li = el("li", `inbox-item inbox-${item.status}`);
   li.dataset.conversation = item.id;
@@ -35,9 +29,9 @@ function row(item) {
   const title = el("span", "inbox-title", item.title);
   const detail = el("span", "inbox-detail");
   if (item.status === "waiting_for_agent") {
-    detail.append("Waiting since ", since(item.since));
+    detail.append("Waiting since ", chatUi.timeElement(item.since, "muted"));
   } else {
-    detail.append(`With ${item.agent_name || "an agent"} · asked at `, since(item.since));
+    detail.append(`With ${item.agent_name || "an agent"} · asked at `, chatUi.timeElement(item.since, "muted"));
   }
   li.append(link, title, detail);
   if (item.note) li.append(el("span", "inbox-note", item.note));

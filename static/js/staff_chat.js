@@ -2,7 +2,7 @@
 // resolve, and replies. Stored messages carry a seq and are de-duplicated by it; the server
 // resends everything after the last seq shown. Text is only ever placed with textContent.
 
-const { connectSocket } = window; // static/js/socket.js, loaded first
+const { connectSocket, chatUi } = window; // static/js/socket.js and ui.js, loaded first
 
 const config = JSON.parse(document.getElementById("staff-config").textContent);
 const transcript = document.getElementById("transcript");
@@ -12,6 +12,12 @@ const handoffStatus = document.getElementById("handoff-status");
 const form = document.getElementById("composer");
 const input = document.getElementById("message");
 const sendButton = document.getElementById("send");
+const limit = chatUi.lengthLimit({
+  input,
+  counter: document.getElementById("message-count"),
+  note: chatUi.composerNote(document.getElementById("composer-note")),
+  maxChars: config.maxChars,
+});
 const buttons = {
   claim: document.getElementById("claim"),
   release: document.getElementById("release"),
@@ -49,14 +55,31 @@ function addMessage(event) {
   item.append(el("span", "msg-who", who));
   const body = el("div", "msg-body msg-plain", event.text);
   item.append(body);
-  if (event.created_at) {
-    const time = el("time", "msg-time", new Date(event.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
-    time.dateTime = event.created_at;
-    item.append(time);
-  }
+  if (event.created_at) item.append(chatUi.timeElement(event.created_at, "msg-time"));
   const later = [...transcript.querySelectorAll("[data-seq]")].find((node) => Number(node.dataset.seq) > event.seq);
   transcript.insertBefore(item, later || null);
   item.scrollIntoView({ block: "end" });
+}
+
+// A question the app put to the customer (a cancellation), and whether they have answered.
+function addConfirm(event) {
+  if (transcript.querySelector(`[data-action-id="${CSS.escape(event.action_id)}"]`)) return;
+  const item = el("li", "prompt prompt-open");
+  item.dataset.actionId = event.action_id;
+  item.append(
+    el("span", "msg-who", "Asked the customer"),
+    el("p", "prompt-text", event.text),
+    el("p", "prompt-result", "Waiting for the customer to answer."),
+  );
+  transcript.append(item);
+  item.scrollIntoView({ block: "end" });
+}
+
+function resolveConfirm(event) {
+  const item = transcript.querySelector(`[data-action-id="${CSS.escape(event.action_id)}"]`);
+  if (!item) return;
+  item.classList.remove("prompt-open");
+  item.querySelector(".prompt-result").textContent = event.approved ? "The customer confirmed." : "The customer chose to keep it.";
 }
 
 function mine() {
@@ -93,6 +116,12 @@ function handle(event) {
   switch (event.type) {
     case "message":
       addMessage(event);
+      break;
+    case "confirm":
+      addConfirm(event);
+      break;
+    case "action_resolved":
+      resolveConfirm(event);
       break;
     case "handoff":
       state = event;
@@ -131,10 +160,11 @@ for (const [action, button] of Object.entries(buttons)) {
 form.addEventListener("submit", (submitted) => {
   submitted.preventDefault();
   const text = input.value.trim();
-  if (!mine() || busy || !text) return;
+  if (!mine() || busy || !text || limit.refuse()) return;
   if (!sendFrame({ type: "reply", text, client_message_id: newId() })) return;
   busy = true;
   input.value = "";
+  limit.update();
   showState();
 });
 

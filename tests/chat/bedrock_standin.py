@@ -20,7 +20,7 @@ from typing import Any
 EVENT_STREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
 
 # How long a stalled reply waits at most; tests release it as soon as they are done.
-_MAX_STALL_SECONDS = 10.0
+_MAX_STALL_SECONDS = 30.0
 
 
 # --- AWS event-stream encoding ----------------------------------------------------------------
@@ -90,6 +90,37 @@ def text_stream_frames(*deltas: str, stop_reason: str = "end_turn") -> list[byte
     ]
 
 
+def tool_stream_frames(
+    text: str, tool_use_id: str, name: str, tool_input: dict[str, Any]
+) -> list[bytes]:
+    """An assistant message with some text and then one tool call, as Bedrock streams it."""
+    return [
+        event_frame("messageStart", {"role": "assistant"}),
+        event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": text}}),
+        event_frame("contentBlockStop", {"contentBlockIndex": 0}),
+        event_frame(
+            "contentBlockStart",
+            {
+                "contentBlockIndex": 1,
+                "start": {"toolUse": {"toolUseId": tool_use_id, "name": name}},
+            },
+        ),
+        event_frame(
+            "contentBlockDelta",
+            {"contentBlockIndex": 1, "delta": {"toolUse": {"input": json.dumps(tool_input)}}},
+        ),
+        event_frame("contentBlockStop", {"contentBlockIndex": 1}),
+        event_frame("messageStop", {"stopReason": "tool_use"}),
+        event_frame(
+            "metadata",
+            {
+                "usage": {"inputTokens": 12, "outputTokens": 7, "totalTokens": 19},
+                "metrics": {"latencyMs": 321},
+            },
+        ),
+    ]
+
+
 # --- Scripted replies -------------------------------------------------------------------------
 
 
@@ -104,6 +135,9 @@ class Reply:
     # releases the stand-in: a server that stopped talking.
     stall_before: bool = False
     stall_after: bool = False
+    # Write the chunks before this index, wait until the test releases the stand-in, then write
+    # the rest: a stream caught in the middle that then carries on.
+    pause_at: int | None = None
 
 
 def error_reply(status: int, error_type: str, message: str = "stand-in error") -> Reply:
@@ -115,11 +149,14 @@ def error_reply(status: int, error_type: str, message: str = "stand-in error") -
     )
 
 
-def stream_reply(frames: list[bytes], *, stall_after: bool = False) -> Reply:
+def stream_reply(
+    frames: list[bytes], *, stall_after: bool = False, pause_at: int | None = None
+) -> Reply:
     return Reply(
         headers={"Content-Type": EVENT_STREAM_CONTENT_TYPE},
         chunks=tuple(frames),
         stall_after=stall_after,
+        pause_at=pause_at,
     )
 
 
@@ -165,6 +202,16 @@ class BedrockStandIn:
     def start(self) -> None:
         self._thread.start()
 
+    def release(self) -> None:
+        """Lets every stalled or paused reply go on; later ones wait for the next release."""
+        with self._lock:
+            released, self._released = self._released, threading.Event()
+        released.set()
+
+    def _release_event(self) -> threading.Event:
+        with self._lock:
+            return self._released
+
     def stop(self) -> None:
         self._released.set()
         self._server.shutdown()
@@ -197,8 +244,9 @@ class BedrockStandIn:
                 self._send(reply)
 
             def _send(self, reply: Reply) -> None:
+                released = standin._release_event()
                 if reply.stall_before:
-                    standin._released.wait(_MAX_STALL_SECONDS)
+                    released.wait(_MAX_STALL_SECONDS)
                     self.close_connection = True
                     return
                 self.send_response(reply.status)
@@ -211,11 +259,13 @@ class BedrockStandIn:
                     return
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
-                for chunk in reply.chunks:
+                for index, chunk in enumerate(reply.chunks):
+                    if index == reply.pause_at:
+                        released.wait(_MAX_STALL_SECONDS)
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     self.wfile.flush()
                 if reply.stall_after:
-                    standin._released.wait(_MAX_STALL_SECONDS)
+                    released.wait(_MAX_STALL_SECONDS)
                     self.close_connection = True
                     return
                 self.wfile.write(b"0\r\n\r\n")
