@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from tests.chat.sockets import free_port
 
@@ -124,3 +128,88 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
         finally:
             with contextlib.suppress(subprocess.CalledProcessError):
                 cluster.stop()
+
+
+class AppProcess:
+    """The app under daphne in a child process on a fixed port, that a test may SIGKILL and start
+    again (``tests.chat.sockets.app_server`` for one that just serves)."""
+
+    def __init__(self, env: dict[str, str], log: IO[bytes]) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.chat.server_settings",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = log
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        self.process = subprocess.Popen(
+            [*command, "anycompany.asgi:application"],
+            cwd=Path(__file__).resolve().parents[3],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                url = f"http://127.0.0.1:{self.port}/healthz"
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the app server did not start:\n{self.output()}") from None
+                time.sleep(0.1)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-5000:]
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no cleanup, as when a task is killed for memory."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+
+@contextlib.contextmanager
+def app_process(env: dict[str, str]) -> Iterator[AppProcess]:
+    with tempfile.TemporaryFile() as log:
+        app = AppProcess(env, log)
+        app.start()
+        try:
+            yield app
+        finally:
+            app.stop()
+
+
+def bedrock_env(endpoint: str) -> dict[str, str]:
+    """The app's settings for the real boto3 client against a local Bedrock stand-in."""
+    return {
+        "CHAT_MODEL": "bedrock",
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "BEDROCK_MAX_ATTEMPTS": "1",
+        "CHAT_RATE_LIMIT_PER_MINUTE": "1000",
+        "CHAT_DAILY_TOKEN_BUDGET": "0",
+    }
