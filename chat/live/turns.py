@@ -33,6 +33,7 @@ from chat.live.conversations import (
 )
 from chat.live.engine_config import model_client, turn_config
 from chat.live.handoff import HELD_STATUSES, assistant_request_person
+from chat.live.observe import ObservedSink, ObservedTools, turn_scope
 from chat.live.recovery import stale_turns, turn_recover
 from chat.live.storage import (
     Emit,
@@ -77,7 +78,7 @@ def tools_for(*, conversation_id: uuid.UUID, customer: Customer, emit: Emit) -> 
             conversation_id=conversation_id, customer_id=customer.pk, emit=emit
         ),
     )
-    return registry.bind(context)
+    return ObservedTools(registry, context)
 
 
 def _accepted_before(conversation_id: uuid.UUID, client_message_id: str) -> bool:
@@ -92,6 +93,7 @@ def _accepted_before(conversation_id: uuid.UUID, client_message_id: str) -> bool
     )
 
 
+@turn_scope
 def turn_submit(
     *,
     conversation: Conversation,
@@ -228,6 +230,7 @@ def turn_submit(
     return True
 
 
+@turn_scope
 def action_decide(
     *,
     conversation: Conversation,
@@ -311,7 +314,7 @@ def _announce_and_run(
     if resolved is not None:
         safe_emit(emit, resolved_event(resolved))
     messages_emit(emit, stored)
-    _turn_started(turn, emit)
+    safe_emit(emit, {"type": "turn", "turn": str(turn.pk), "state": "started"})
     _run(
         conversation_id=conversation_id,
         customer=customer,
@@ -320,10 +323,6 @@ def _announce_and_run(
         emit=emit,
         client=client,
     )
-
-
-def _turn_started(turn: Turn, emit: Emit) -> None:
-    safe_emit(emit, {"type": "turn", "turn": str(turn.pk), "state": "started"})
 
 
 def _run(
@@ -336,10 +335,10 @@ def _run(
     client: ModelClient | None,
 ) -> None:
     """Runs the loop on the stored history and stores how the turn ended."""
-    sink = StoringSink(conversation_id=conversation_id, turn=turn, emit=emit)
+    sink = ObservedSink(StoringSink(conversation_id=conversation_id, turn=turn, emit=emit), turn.pk)
     try:
         result = run_turn(
-            client=client or model_client(),
+            client=sink.client(client or model_client()),
             history=model_history(conversation_id),
             tools=tools,
             config=turn_config(customer=customer, tools=registry),
@@ -353,6 +352,7 @@ def _run(
             outcome="failed", reply=INTERNAL_ERROR_NOTICE, stop_reason=None, error_kind="internal"
         )
     _finish(conversation_id=conversation_id, turn=turn, result=result, tools=tools, emit=emit)
+    sink.turn_ended(result)
 
 
 def _finish(
