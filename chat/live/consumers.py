@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
 from anycompany import logcontext
-from chat.live import limits, realtime
+from chat.live import limits, realtime, sweep
 from chat.live.conversations import ConversationNotFound, conversation_get, events_since
 from chat.live.frames import (
     NOT_AN_OBJECT,
@@ -109,6 +109,7 @@ class ChatConsumer(JsonFrameConsumer):
         await self.accept()
         self.counted = True
         realtime.websocket_opened()
+        await sweep.socket_opened(self.conversation.pk, self.channel_layer)
         await self.opened()
         after_seq = _query_int(self.scope, "after_seq")
         if after_seq is not None:

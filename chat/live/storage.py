@@ -32,6 +32,7 @@ from django.utils import timezone
 from anycompany import telemetry
 from chat.engine.types import ModelCallRecord
 from chat.live.conversations import content_text, message_event
+from chat.live.leases import turn_touch
 from chat.models import Conversation, Message, MessageKind, MessageRole, ModelCall, Turn
 
 logger = logging.getLogger(__name__)
@@ -113,11 +114,6 @@ def messages_emit(emit: Emit, messages: list[Message]) -> None:
         event = message_event(message)
         if event is not None:
             safe_emit(emit, event)
-
-
-def turn_touch(turn: Turn) -> None:
-    """Records that the turn made progress (``chat.live.recovery`` looks for turns that stop)."""
-    Turn.objects.filter(pk=turn.pk).update(active_at=timezone.now())
 
 
 class StoringSink:

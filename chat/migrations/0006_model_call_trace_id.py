@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0004_handoff"),
+        ("chat", "0005_turn_owner_and_lease"),
     ]
 
     operations = [
