@@ -40,6 +40,7 @@ from chat.live.frames import (
     too_long,
 )
 from chat.live.handoff import HandoffRefused, conversation_held, handoff_request
+from chat.live.livelink import LiveLink
 from chat.live.turns import action_decide, turn_submit
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -77,7 +78,7 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
             await self.receive_json(content)
 
 
-class ChatConsumer(JsonFrameConsumer):
+class ChatConsumer(LiveLink, JsonFrameConsumer):
     conversation: Any
     group: str
     # The highest seq of a stored message this socket has sent; None until the client says
@@ -105,7 +106,7 @@ class ChatConsumer(JsonFrameConsumer):
         # For the rest of this connection's task: its log lines and its turns carry the id.
         logcontext.bind_rest(conversation_id=self.conversation.pk)
         self.group = realtime.group_name(self.conversation.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.live_join(self.group)
         await self.accept()
         self.counted = True
         realtime.websocket_opened()
@@ -126,7 +127,7 @@ class ChatConsumer(JsonFrameConsumer):
         if getattr(self, "counted", False):
             self.counted = False
             realtime.websocket_closed()
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.live_leave()
 
     # --- Frames ---------------------------------------------------------------------------------
 
@@ -280,6 +281,10 @@ class ChatConsumer(JsonFrameConsumer):
             self.sent_seq = max(
                 [after_seq, *seqs, *([] if self.sent_seq is None else [self.sent_seq])]
             )
+
+    async def live_resumed(self) -> None:
+        # Wakes sent while the layer was away are lost; the database has every message.
+        await self.send_stored()
 
     async def chat_wake(self, message: dict[str, Any]) -> None:
         if self.sent_seq is not None and message["seq"] > self.sent_seq:
