@@ -21,8 +21,15 @@ from anycompany.logformat import JsonFormatter, LogContextFilter
 from chat.engine.client import ModelBusy
 from chat.live import realtime
 from chat.live.conversations import conversation_start
+from chat.live.engine_config import bedrock_client_reset
 from chat.models import Conversation, ModelCall, Turn
 from orders.models import Customer
+from tests.chat.bedrock_standin import (
+    BedrockStandIn,
+    stream_reply,
+    text_stream_frames,
+    tool_stream_frames,
+)
 from tests.chat.factories import make_conversation, submit
 from tests.chat.scripted import ScriptedModel, text_response, tool_call, tool_response
 from tests.chat.sockets import (
@@ -63,7 +70,9 @@ def conversation(alice: Customer) -> Conversation:
     return make_conversation(alice)
 
 
-def traced_turn(conversation: Conversation, alice: Customer, model: ScriptedModel) -> list[Any]:
+def traced_turn(
+    conversation: Conversation, alice: Customer, model: ScriptedModel | None
+) -> list[Any]:
     connections.close_all()
     with telemetry.in_memory_tracing() as exporter:
         submit(conversation, alice, MESSAGE, model=model)
@@ -132,6 +141,54 @@ def test_a_one_tool_turn_is_a_turn_span_with_two_model_spans_and_a_tool_span(
     trace_id = format(turn.context.trace_id, "032x")
     calls = list(ModelCall.objects.filter(conversation=conversation))
     assert [call.trace_id for call in calls] == [trace_id, trace_id]
+
+
+@pytest.fixture
+def standin(
+    monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Any
+) -> Iterator[BedrockStandIn]:
+    """The real boto3 client against the local Bedrock stand-in, with dummy credentials."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing-credentials"))
+    settings.CHAT_MODEL = "bedrock"
+    server = BedrockStandIn()
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
+    bedrock_client_reset()
+    yield server
+    bedrock_client_reset()
+    server.stop()
+
+
+def test_a_bedrock_call_is_one_gen_ai_span_not_two(
+    conversation: Conversation, alice: Customer, standin: BedrockStandIn, settings: Any
+) -> None:
+    standin.script(
+        stream_reply(
+            tool_stream_frames("Let me look.", "t-1", "get_order_by_id", {"order_id": "40001"})
+        ),
+        stream_reply(text_stream_frames("<reply>It ships on Monday.</reply>")),
+    )
+
+    spans = traced_turn(conversation, alice, None)
+
+    (turn,) = [span for span in spans if span.name == "chat.turn"]
+    models = [s for s in spans if (s.attributes or {}).get("gen_ai.operation.name") == "chat"]
+    # botocore's own Bedrock span would be a second GenAI span of the same call.
+    assert [span.name for span in models] == [f"chat {settings.BEDROCK_MODEL_ID}"] * 2
+    for span in models:
+        assert span.parent is not None
+        assert span.parent.span_id == turn.context.span_id
+        assert (span.attributes or {})["gen_ai.usage.input_tokens"] == 12
+    assert len(standin.received) == 2
+    for secret in SECRETS:
+        assert secret not in attribute_text(spans)
 
 
 def test_message_text_reaches_spans_only_when_the_setting_asks(
