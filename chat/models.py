@@ -189,6 +189,9 @@ class ModelCall(models.Model):
     cache_write_tokens = models.PositiveIntegerField(default=0)
     latency_ms = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=200, blank=True)
+    # The OpenTelemetry trace of the turn that made the call ("" with tracing off), to find it
+    # in X-Ray or any other trace store.
+    trace_id = models.CharField(max_length=32, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

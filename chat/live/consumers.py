@@ -24,6 +24,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
+from anycompany import logcontext
 from chat.live import limits, realtime, sweep
 from chat.live.conversations import ConversationNotFound, conversation_get, events_since
 from chat.live.frames import (
@@ -102,6 +103,8 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         except PermissionDenied:
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        # For the rest of this connection's task: its log lines and its turns carry the id.
+        logcontext.bind_rest(conversation_id=self.conversation.pk)
         self.group = realtime.group_name(self.conversation.pk)
         await self.live_join(self.group)
         await self.accept()

@@ -29,6 +29,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from anycompany import telemetry
 from chat.engine.types import ModelCallRecord
 from chat.live.conversations import content_text, message_event
 from chat.live.leases import turn_touch
@@ -135,6 +136,7 @@ class StoringSink:
             cache_write_tokens=max(0, record.cache_write_tokens),
             latency_ms=max(0, record.latency_ms),
             error=record.error[:200],
+            trace_id=telemetry.current_trace_id(),
         )
         turn_touch(self.turn)
 

@@ -35,6 +35,7 @@ from chat.live.conversations import (
 from chat.live.engine_config import model_client, turn_config
 from chat.live.handoff import HELD_STATUSES, assistant_request_person
 from chat.live.leases import TurnClosed, held, lease_fields, turn_finish_durably, turn_save_running
+from chat.live.observe import ObservedSink, ObservedTools, turn_scope
 from chat.live.recovery import accepted_before, conversation_recover, resend_claim, unanswered_turn
 from chat.live.storage import (
     Emit,
@@ -79,9 +80,10 @@ def tools_for(*, conversation_id: uuid.UUID, customer: Customer, emit: Emit) -> 
             conversation_id=conversation_id, customer_id=customer.pk, emit=emit
         ),
     )
-    return registry.bind(context)
+    return ObservedTools(registry, context)
 
 
+@turn_scope
 def turn_submit(
     *,
     conversation: Conversation,
@@ -220,6 +222,7 @@ def turn_submit(
     return True
 
 
+@turn_scope
 def action_decide(
     *,
     conversation: Conversation,
@@ -303,7 +306,7 @@ def _announce_and_run(
     if resolved is not None:
         safe_emit(emit, resolved_event(resolved))
     messages_emit(emit, stored)
-    _turn_started(turn, emit)
+    safe_emit(emit, {"type": "turn", "turn": str(turn.pk), "state": "started"})
     _run(
         conversation_id=conversation_id,
         customer=customer,
@@ -312,10 +315,6 @@ def _announce_and_run(
         emit=emit,
         client=client,
     )
-
-
-def _turn_started(turn: Turn, emit: Emit) -> None:
-    safe_emit(emit, {"type": "turn", "turn": str(turn.pk), "state": "started"})
 
 
 def _run(
@@ -329,11 +328,11 @@ def _run(
 ) -> None:
     """Runs the loop on the stored history, its lease renewed, and stores how the turn ended
     (retrying on a fresh connection, so a database restart does not leave it "running")."""
-    sink = StoringSink(conversation_id=conversation_id, turn=turn, emit=emit)
+    sink = ObservedSink(StoringSink(conversation_id=conversation_id, turn=turn, emit=emit), turn.pk)
     with held(turn.pk):
         try:
             result = run_turn(
-                client=client or model_client(),
+                client=sink.client(client or model_client()),
                 history=model_history(conversation_id),
                 tools=tools,
                 config=turn_config(customer=customer, tools=registry),
@@ -349,6 +348,7 @@ def _run(
             result = TurnResult("failed", INTERNAL_ERROR_NOTICE, None, error_kind="internal")
         finish = partial(_finish, conversation_id=conversation_id, turn=turn, result=result)
         turn_finish_durably(partial(finish, tools=tools, emit=emit), turn.pk)
+    sink.turn_ended(result)
 
 
 def _finish(
