@@ -128,6 +128,28 @@ def current_trace_ids() -> tuple[str, str] | None:
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
+def current_trace_id() -> str:
+    """The current trace id as hex, or "" without a span (stored with records, e.g. model calls)."""
+    ids = current_trace_ids()
+    return ids[0] if ids is not None else ""
+
+
+@contextmanager
+def library_spans_suppressed() -> Iterator[None]:
+    """Inside the block the instrumented libraries (botocore, psycopg) make no spans.
+
+    For a call the project traces itself: the botocore instrumentation would add a second
+    GenAI span for each Bedrock call the chat already describes.
+    """
+    if _provider is None:
+        yield
+        return
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield
+
+
 @contextmanager
 def in_memory_tracing() -> Iterator[InMemorySpanExporter]:
     """Test hook: traces into an in-memory exporter, with the same instrumentation, then off.

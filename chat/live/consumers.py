@@ -24,7 +24,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
-from chat.live import limits, realtime
+from anycompany import logcontext
+from chat.live import limits, realtime, sweep
 from chat.live.conversations import ConversationNotFound, conversation_get, events_since
 from chat.live.frames import (
     NOT_AN_OBJECT,
@@ -42,6 +43,7 @@ from chat.live.frames import (
     too_long,
 )
 from chat.live.handoff import HandoffRefused, conversation_held, handoff_request
+from chat.live.livelink import LiveLink
 from chat.live.turns import action_decide, turn_submit
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -86,7 +88,7 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
             await self.receive_json(content)
 
 
-class ChatConsumer(JsonFrameConsumer):
+class ChatConsumer(LiveLink, JsonFrameConsumer):
     conversation: Any
     group: str
     # The highest seq of a stored message this socket has sent; None until the client says
@@ -111,11 +113,14 @@ class ChatConsumer(JsonFrameConsumer):
         except PermissionDenied:
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        # For the rest of this connection's task: its log lines and its turns carry the id.
+        logcontext.bind_rest(conversation_id=self.conversation.pk)
         self.group = realtime.group_name(self.conversation.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.live_join(self.group)
         await self.accept()
         self.counted = True
         realtime.websocket_opened()
+        await sweep.socket_opened(self.conversation.pk, self.channel_layer)
         await self.opened()
         try:
             after_seq = query_after_seq(self.scope)
@@ -136,7 +141,7 @@ class ChatConsumer(JsonFrameConsumer):
         if getattr(self, "counted", False):
             self.counted = False
             realtime.websocket_closed()
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.live_leave()
 
     # --- Frames ---------------------------------------------------------------------------------
 
@@ -290,6 +295,10 @@ class ChatConsumer(JsonFrameConsumer):
             self.sent_seq = max(
                 [after_seq, *seqs, *([] if self.sent_seq is None else [self.sent_seq])]
             )
+
+    async def live_resumed(self) -> None:
+        # Wakes sent while the layer was away are lost; the database has every message.
+        await self.send_stored()
 
     async def chat_wake(self, message: dict[str, Any]) -> None:
         if self.sent_seq is not None and message["seq"] > self.sent_seq:

@@ -14,6 +14,7 @@ are sent as they are; losing one only makes the stream less smooth.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import sys
@@ -174,8 +175,11 @@ async def _run_turn(
     sender = asyncio.create_task(emitter.drain())
     result: Any = None
     try:
+        # A copy of the socket's context, so the turn's log lines carry the socket's ids.
         result = await loop.run_in_executor(
-            executor, partial(_run_with_fresh_connection, partial(job, emit=emitter))
+            executor,
+            contextvars.copy_context().run,
+            partial(_run_with_fresh_connection, partial(job, emit=emitter)),
         )
     except Exception:
         logger.exception("A turn failed unexpectedly in %s.", group)

@@ -29,8 +29,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from anycompany import telemetry
 from chat.engine.types import ModelCallRecord
 from chat.live.conversations import content_text, message_event
+from chat.live.leases import turn_touch
 from chat.models import Conversation, Message, MessageKind, MessageRole, ModelCall, Turn
 
 logger = logging.getLogger(__name__)
@@ -114,11 +116,6 @@ def messages_emit(emit: Emit, messages: list[Message]) -> None:
             safe_emit(emit, event)
 
 
-def turn_touch(turn: Turn) -> None:
-    """Records that the turn made progress (``chat.live.recovery`` looks for turns that stop)."""
-    Turn.objects.filter(pk=turn.pk).update(active_at=timezone.now())
-
-
 class StoringSink:
     """The loop's ``TurnSink``: stores each step in its own transaction, then tells the tabs."""
 
@@ -139,6 +136,7 @@ class StoringSink:
             cache_write_tokens=max(0, record.cache_write_tokens),
             latency_ms=max(0, record.latency_ms),
             error=record.error[:200],
+            trace_id=telemetry.current_trace_id(),
         )
         turn_touch(self.turn)
 

@@ -13,6 +13,7 @@ The events given to ``emit`` are listed in ``chat.live.storage``.
 
 import logging
 import uuid
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -33,7 +34,9 @@ from chat.live.conversations import (
 )
 from chat.live.engine_config import model_client, turn_config
 from chat.live.handoff import HELD_STATUSES, assistant_request_person
-from chat.live.recovery import stale_turns, turn_recover
+from chat.live.leases import TurnClosed, held, lease_fields, turn_finish_durably, turn_save_running
+from chat.live.observe import ObservedSink, ObservedTools, turn_scope
+from chat.live.recovery import accepted_before, conversation_recover, resend_claim, unanswered_turn
 from chat.live.storage import (
     Emit,
     NewMessage,
@@ -77,21 +80,10 @@ def tools_for(*, conversation_id: uuid.UUID, customer: Customer, emit: Emit) -> 
             conversation_id=conversation_id, customer_id=customer.pk, emit=emit
         ),
     )
-    return registry.bind(context)
+    return ObservedTools(registry, context)
 
 
-def _accepted_before(conversation_id: uuid.UUID, client_message_id: str) -> bool:
-    # A turn for a message the assistant answered; a message alone while a person held it.
-    return (
-        Turn.objects.filter(
-            conversation_id=conversation_id, client_message_id=client_message_id
-        ).exists()
-        or Message.objects.filter(
-            conversation_id=conversation_id, client_message_id=client_message_id
-        ).exists()
-    )
-
-
+@turn_scope
 def turn_submit(
     *,
     conversation: Conversation,
@@ -140,12 +132,13 @@ def turn_submit(
             },
         )
         return False
-    if _accepted_before(conversation.pk, client_message_id):
+    conversation_recover(conversation.pk, emit)
+    # A message whose turn died unanswered is answered when sent again; any other is a repeat.
+    resend = accepted_before(conversation.pk, client_message_id)
+    if resend and unanswered_turn(conversation.pk, client_message_id) is None:
         return False
 
     tools = tools_for(conversation_id=conversation.pk, customer=customer, emit=emit)
-    for stale in stale_turns(conversation_id=conversation.pk):
-        turn_recover(stale.pk)
 
     resolved: PendingAction | None = None
     try:
@@ -170,11 +163,14 @@ def turn_submit(
                 if Turn.objects.filter(conversation_id=locked.pk, state=TurnState.RUNNING).exists():
                     safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
                     return False
+                if resend and not resend_claim(locked.pk, client_message_id):
+                    return False  # another tab's resend got in first
                 # Created first: a resend hits the unique constraint before anything else happens.
                 turn = Turn.objects.create(
                     conversation_id=locked.pk,
                     client_message_id=client_message_id,
                     active_at=timezone.now(),
+                    **lease_fields(),
                 )
                 sink = StoringSink(conversation_id=locked.pk, turn=turn, emit=emit)
                 content: list[dict[str, Any]] = []
@@ -192,23 +188,21 @@ def turn_submit(
                         state=TurnState.COMPLETED, ended_at=timezone.now()
                     )
                     resolved = action
-                content.append({"text": text})
-                stored = messages_append(
-                    locked.pk,
-                    turn,
-                    [
-                        NewMessage(
-                            MessageRole.USER, MessageKind.CUSTOMER, content, client_message_id
-                        )
-                    ],
+                # A resent message is stored already: the new turn answers it as it is.
+                customer_message = NewMessage(
+                    MessageRole.USER,
+                    MessageKind.CUSTOMER,
+                    [*content, {"text": text}],
+                    client_message_id,
                 )
+                stored = messages_append(locked.pk, turn, [] if resend else [customer_message])
                 if not locked.title:
                     title = " ".join(text.split())
                     Conversation.objects.filter(pk=locked.pk).update(
                         title=title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
                     )
     except IntegrityError:
-        if _accepted_before(conversation.pk, client_message_id):
+        if accepted_before(conversation.pk, client_message_id):
             return False
         raise
 
@@ -228,6 +222,7 @@ def turn_submit(
     return True
 
 
+@turn_scope
 def action_decide(
     *,
     conversation: Conversation,
@@ -276,9 +271,9 @@ def action_decide(
                 turn,
                 [NewMessage(MessageRole.USER, MessageKind.TOOL_RESULTS, answer["content"])],
             )
-            turn.state = TurnState.RUNNING
-            turn.active_at = timezone.now()
-            turn.save(update_fields=["state", "active_at"])
+            Turn.objects.filter(pk=turn.pk).update(
+                state=TurnState.RUNNING, active_at=timezone.now(), **lease_fields()
+            )
     if decided is not None:
         # Tell this tab again, so a button left over from a lost event goes away.
         safe_emit(emit, resolved_event(decided))
@@ -311,7 +306,7 @@ def _announce_and_run(
     if resolved is not None:
         safe_emit(emit, resolved_event(resolved))
     messages_emit(emit, stored)
-    _turn_started(turn, emit)
+    safe_emit(emit, {"type": "turn", "turn": str(turn.pk), "state": "started"})
     _run(
         conversation_id=conversation_id,
         customer=customer,
@@ -320,10 +315,6 @@ def _announce_and_run(
         emit=emit,
         client=client,
     )
-
-
-def _turn_started(turn: Turn, emit: Emit) -> None:
-    safe_emit(emit, {"type": "turn", "turn": str(turn.pk), "state": "started"})
 
 
 def _run(
@@ -335,24 +326,29 @@ def _run(
     emit: Emit,
     client: ModelClient | None,
 ) -> None:
-    """Runs the loop on the stored history and stores how the turn ended."""
-    sink = StoringSink(conversation_id=conversation_id, turn=turn, emit=emit)
-    try:
-        result = run_turn(
-            client=client or model_client(),
-            history=model_history(conversation_id),
-            tools=tools,
-            config=turn_config(customer=customer, tools=registry),
-            sink=sink,
-        )
-    except Exception:
-        # A bug, not a model failure (those arrive as a failed TurnResult): end the turn so the
-        # conversation does not stay blocked, and tell the customer in plain words.
-        logger.exception("Turn %s failed unexpectedly", turn.pk)
-        result = TurnResult(
-            outcome="failed", reply=INTERNAL_ERROR_NOTICE, stop_reason=None, error_kind="internal"
-        )
-    _finish(conversation_id=conversation_id, turn=turn, result=result, tools=tools, emit=emit)
+    """Runs the loop on the stored history, its lease renewed, and stores how the turn ended
+    (retrying on a fresh connection, so a database restart does not leave it "running")."""
+    sink = ObservedSink(StoringSink(conversation_id=conversation_id, turn=turn, emit=emit), turn.pk)
+    with held(turn.pk):
+        try:
+            result = run_turn(
+                client=sink.client(client or model_client()),
+                history=model_history(conversation_id),
+                tools=tools,
+                config=turn_config(customer=customer, tools=registry),
+                sink=sink,
+            )
+        except TurnClosed:
+            return  # recovery closed it while this process was cut off from the database
+        except Exception:
+            # A bug or a lost database, not a model failure (those arrive as a failed
+            # TurnResult): end the turn so the conversation does not stay blocked, and tell the
+            # customer in plain words.
+            logger.exception("Turn %s failed unexpectedly", turn.pk)
+            result = TurnResult("failed", INTERNAL_ERROR_NOTICE, None, error_kind="internal")
+        finish = partial(_finish, conversation_id=conversation_id, turn=turn, result=result)
+        turn_finish_durably(partial(finish, tools=tools, emit=emit), turn.pk)
+    sink.turn_ended(result)
 
 
 def _finish(
@@ -384,7 +380,7 @@ def _finish(
         turn.outcome = result.outcome
         turn.error_kind = result.error_kind[:32]
         turn.active_at = timezone.now()
-        turn.save(update_fields=["state", "ended_at", "outcome", "error_kind", "active_at"])
+        turn_save_running(turn, ["state", "ended_at", "outcome", "error_kind", "active_at"])
     messages_emit(emit, notices)
     if action is not None:
         safe_emit(emit, confirm_event(action))
