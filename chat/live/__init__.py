@@ -3,10 +3,10 @@
 What belongs here: the customer's websocket and its frames (``consumers``, ``frames``), keeping
 sockets open while the channel layer is away (``livelink``), getting turns off the event loop
 and events to every tab (``realtime``), running turns (``turns``, ``confirmations``), closing
-turns whose process died (``leases``, ``recovery``, ``sweep``), storing and showing conversations (``storage``,
-``conversations``), the customer's side of a handoff and the state changes both sides share
-(``handoff``), usage limits (``limits``), the customer's pages (``views``) and the engine's
-settings (``engine_config``).
+turns whose process died (``leases``, ``recovery``, ``sweep``), storing and showing
+conversations (``storage``, ``conversations``), the customer's side of a handoff and the state
+changes both sides share (``handoff``), usage limits (``limits``), the customer's pages
+(``views``) and the engine's settings (``engine_config``).
 
 It uses the engine and the default tools; the staff side builds on its public functions.
 """
