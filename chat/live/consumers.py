@@ -14,6 +14,7 @@ leaves.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -46,6 +47,8 @@ from chat.live.handoff import HandoffRefused, conversation_held, handoff_request
 from chat.live.livelink import LiveLink
 from chat.live.turns import action_decide, turn_submit
 
+logger = logging.getLogger(__name__)
+
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
@@ -66,6 +69,12 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
     def frame_limit(self) -> tuple[int, FrameError] | None:
         """The longest text frame decoded, and the error for a longer one (None: no limit)."""
         return None
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        if isinstance(content, dict) and content.get("type") == "error" and content.get("code"):
+            # Every refusal of a frame (unreadable, too long, over a limit) is one line: its code.
+            logger.info("Frame refused: %s", content["code"], extra={"refused": content["code"]})
+        await super().send_json(content, close)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         limit = self.frame_limit()
@@ -120,6 +129,7 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         await self.accept()
         self.counted = True
         realtime.websocket_opened()
+        logger.info("Socket opened")
         await sweep.socket_opened(self.conversation.pk, self.channel_layer)
         await self.opened()
         try:
@@ -141,6 +151,7 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         if getattr(self, "counted", False):
             self.counted = False
             realtime.websocket_closed()
+            logger.info("Socket closed (%s)", code, extra={"close_code": code})
         await self.live_leave()
 
     # --- Frames ---------------------------------------------------------------------------------

@@ -355,3 +355,30 @@ async def test_a_turn_over_a_socket_logs_json_lines_with_its_ids_and_no_customer
     ended = turn_lines[-1]
     assert ended["outcome"] == "answered"
     assert ended["model_calls"] >= 2
+
+
+async def test_socket_lines_carry_the_user_and_the_conversation(
+    alice: Customer, captured: Captured
+) -> None:
+    from asgiref.sync import sync_to_async
+
+    user: User | None = alice.user
+    assert user is not None
+    conversation = await sync_to_async(conversation_start)(user=user)
+    socket = await signed_in_socket(user, conversation.pk)
+
+    await socket.send("not json")
+    await socket.receive_until(lambda event: event["type"] == "error")
+    await socket.close()
+
+    lines = [line for line in captured.json_lines() if line["logger"] == "chat.live.consumers"]
+    assert [line["event"] for line in lines] == [
+        "Socket opened",
+        "Frame refused: invalid_json",
+        "Socket closed (1000)",
+    ]
+    assert lines[1]["refused"] == "invalid_json"
+    for line in lines:
+        assert line["conversation_id"] == str(conversation.pk)
+        assert line["user_id"] == user.pk
+        assert line["request_id"] == lines[0]["request_id"]
