@@ -27,6 +27,7 @@ from django.core.exceptions import PermissionDenied
 
 from anycompany import logcontext
 from chat.live import limits, realtime, sweep
+from chat.live.access import CLOSE_FORBIDDEN, CLOSE_SESSION_ENDED, SessionBound
 from chat.live.conversations import ConversationNotFound, conversation_get, events_since
 from chat.live.frames import (
     NOT_AN_OBJECT,
@@ -49,8 +50,9 @@ from chat.live.turns import action_decide, turn_submit
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
+# Refusals are sent after the handshake is accepted: refused before it, daphne answers HTTP 403
+# and the browser only ever sees 1006, never the code its page explains.
+CLOSE_UNAUTHENTICATED = CLOSE_SESSION_ENDED
 CLOSE_NOT_FOUND = 4404
 
 
@@ -97,7 +99,13 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
             await self.receive_json(content)
 
 
-class ChatConsumer(LiveLink, JsonFrameConsumer):
+async def refuse_with(consumer: AsyncJsonWebsocketConsumer, code: int) -> None:
+    """Accepts the handshake, then closes with ``code``, so the page learns why."""
+    await consumer.accept()
+    await consumer.close(code=code)
+
+
+class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
     conversation: Any
     group: str
     # The highest seq of a stored message this socket has sent; None until the client says
@@ -110,17 +118,17 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         self.send_lock = asyncio.Lock()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await refuse_with(self, CLOSE_UNAUTHENTICATED)
             return
         try:
             self.conversation = await self.load_conversation(
                 user, self.scope["url_route"]["kwargs"]["conversation_id"]
             )
         except ConversationNotFound:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await refuse_with(self, CLOSE_NOT_FOUND)
             return
         except PermissionDenied:
-            await self.close(code=CLOSE_FORBIDDEN)
+            await refuse_with(self, CLOSE_FORBIDDEN)
             return
         # For the rest of this connection's task: its log lines and its turns carry the id.
         logcontext.bind_rest(conversation_id=self.conversation.pk)
@@ -129,6 +137,8 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         await self.accept()
         self.counted = True
         realtime.websocket_opened()
+        if not await self.session_bind():
+            return
         logger.info("Socket opened")
         await sweep.socket_opened(self.conversation.pk, self.channel_layer)
         await self.opened()
@@ -152,6 +162,7 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
             self.counted = False
             realtime.websocket_closed()
             logger.info("Socket closed (%s)", code, extra={"close_code": code})
+        self.session_unbind()
         await self.live_leave()
 
     # --- Frames ---------------------------------------------------------------------------------
@@ -180,6 +191,8 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         kind = frame["type"]
         if kind == "ping":
             await self.send_json({"type": "pong"})
+        elif not await self.still_allowed():
+            return
         elif kind == "resume":
             await self.send_stored(int(frame.get("after_seq", 0)))
         elif kind == "send":
