@@ -44,7 +44,7 @@ from chat.live.frames import (
     nesting_depth_over,
     too_long,
 )
-from chat.live.handoff import HandoffRefused, conversation_held, handoff_request
+from chat.live.handoff import HandoffRefused, conversation_held, handoff_request, turn_running
 from chat.live.livelink import LiveLink
 from chat.live.turns import action_decide, turn_submit
 
@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 # and the browser only ever sees 1006, never the code its page explains.
 CLOSE_UNAUTHENTICATED = CLOSE_SESSION_ENDED
 CLOSE_NOT_FOUND = 4404
+HANDOFF_POLL_SECONDS = 0.25
 
 
 def short_query(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -116,6 +117,7 @@ class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
         self.counted = False
         self.sent_seq = None
         self.send_lock = asyncio.Lock()
+        self.handoff_tasks: set[asyncio.Task[None]] = set()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await refuse_with(self, CLOSE_UNAUTHENTICATED)
@@ -200,7 +202,10 @@ class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
         elif kind == "decide":
             await self.start_decide(frame["action_id"].lower(), frame["approve"])
         elif kind == "handoff":
-            await self.start_handoff()
+            # Waits for a running turn: in a task, so this socket keeps relaying the turn.
+            task = asyncio.create_task(self.start_handoff())
+            self.handoff_tasks.add(task)
+            task.add_done_callback(self.handoff_tasks.discard)
 
     # --- Turns ----------------------------------------------------------------------------------
 
@@ -283,6 +288,16 @@ class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
         )
 
     async def start_handoff(self) -> None:
+        # A person takes over once the assistant's turn has ended, never in the middle of it.
+        # Polled: the turn may run in another process, and its end is in the database.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.CHAT_TURN_DEADLINE_SECONDS + 10
+        for _ in iter(lambda: loop.time() < deadline, False):
+            if not await short_query(turn_running)(conversation_id=self.conversation.pk):
+                break
+            await asyncio.sleep(HANDOFF_POLL_SECONDS)
+        if not await self.still_allowed():
+            return
         requested = await realtime.run_step(
             partial(
                 refusals_as_errors,
