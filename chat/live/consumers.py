@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 # and the browser only ever sees 1006, never the code its page explains.
 CLOSE_UNAUTHENTICATED = CLOSE_SESSION_ENDED
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY = 4429
 HANDOFF_POLL_SECONDS = 0.25
 
 
@@ -121,6 +122,9 @@ class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await refuse_with(self, CLOSE_UNAUTHENTICATED)
+            return
+        if not await connect_allowed(user):
+            await refuse_with(self, CLOSE_TOO_MANY)
             return
         try:
             self.conversation = await self.load_conversation(
@@ -196,7 +200,8 @@ class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
         elif not await self.still_allowed():
             return
         elif kind == "resume":
-            await self.send_stored(int(frame.get("after_seq", 0)))
+            if await self.limit_allows(limits.resume_hit):
+                await self.send_stored(int(frame.get("after_seq", 0)))
         elif kind == "send":
             await self.start_send(frame["text"], frame["client_message_id"])
         elif kind == "decide":
@@ -209,6 +214,15 @@ class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
 
     # --- Turns ----------------------------------------------------------------------------------
 
+    async def limit_allows(self, hit: Callable[..., None]) -> bool:
+        """Counts one attempt against ``hit``'s limit; over it, an "error" frame says why."""
+        try:
+            await short_query(hit)(user_id=self.scope["user"].pk)
+        except limits.LimitExceeded as refused:
+            await self.send_json(refused_event(refused))
+            return False
+        return True
+
     async def limits_allow(self) -> bool:
         try:
             if await short_query(conversation_held)(conversation_id=self.conversation.pk):
@@ -219,14 +233,7 @@ class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
                     user_id=self.scope["user"].pk, customer_id=self.conversation.customer_id
                 )
         except limits.LimitExceeded as refused:
-            await self.send_json(
-                {
-                    "type": "error",
-                    "code": refused.code,
-                    "text": refused.message,
-                    "retryable": refused.retryable,
-                }
-            )
+            await self.send_json(refused_event(refused))
             return False
         return True
 
@@ -349,6 +356,20 @@ class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
             # Which staff account holds the conversation is none of the customer's business.
             event = {key: value for key, value in event.items() if key != "agent_id"}
         await self.send_json(event)
+
+
+def refused_event(refused: limits.LimitExceeded) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "code": refused.code,
+        "text": refused.message,
+        "retryable": refused.retryable,
+    }
+
+
+async def connect_allowed(user: Any) -> bool:
+    """Counts a socket connection of ``user`` (``CHAT_CONNECTS_PER_MINUTE``)."""
+    return not await short_query(limits.over_limit)(limits.connect_hit, user_id=user.pk)
 
 
 def refusals_as_errors(job: Any, /, *, emit: Any, **kwargs: Any) -> Any:

@@ -23,6 +23,7 @@ from chat.live.conversations import (
     events_since,
 )
 from chat.live.handoff import agent_name
+from chat.live.limits import ConversationsLimited, conversation_start_hit
 from chat.models import Feedback
 from orders.selectors import (
     CustomerNotFound,
@@ -50,6 +51,10 @@ def home(request: HttpRequest) -> HttpResponse:
 def conversation_new(request: HttpRequest) -> HttpResponse:
     if not _has_customer(request.user):
         return render(request, "chat/no_customer.html", status=403)
+    try:
+        conversation_start_hit(user_id=request.user.pk)
+    except ConversationsLimited as refused:
+        return render(request, "chat/too_many.html", {"text": refused.message}, status=429)
     conversation = conversation_start(user=request.user)
     return redirect("chat:conversation", conversation_id=conversation.pk)
 

@@ -34,9 +34,11 @@ from chat.live import realtime
 from chat.live.access import SessionBound, SessionCheck
 from chat.live.consumers import (
     CLOSE_FORBIDDEN,
+    CLOSE_TOO_MANY,
     CLOSE_UNAUTHENTICATED,
     ChatConsumer,
     JsonFrameConsumer,
+    connect_allowed,
     refusals_as_errors,
     refuse_with,
     short_query,
@@ -53,6 +55,7 @@ from chat.live.frames import (
     message_text,
 )
 from chat.live.handoff import handoff_state
+from chat.live.limits import resume_hit
 from chat.live.livelink import LiveLink
 from chat.staff.handoff import (
     handoff_claim,
@@ -161,8 +164,9 @@ class StaffConversationConsumer(ChatConsumer):
         elif not await self.still_allowed():
             return
         elif kind == "resume":
-            await self.send_state()
-            await self.send_stored(int(frame.get("after_seq", 0)))
+            if await self.limit_allows(resume_hit):
+                await self.send_state()
+                await self.send_stored(int(frame.get("after_seq", 0)))
         elif kind == "reply":
             accepted = await self.step(
                 handoff_reply, text=frame["text"], client_message_id=frame["client_message_id"]
@@ -232,6 +236,9 @@ class StaffInboxConsumer(SessionBound, LiveLink, JsonFrameConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await refuse_with(self, CLOSE_UNAUTHENTICATED)
+            return
+        if not await connect_allowed(user):
+            await refuse_with(self, CLOSE_TOO_MANY)
             return
         if not await short_query(may_reply)(user):
             await refuse_with(self, CLOSE_FORBIDDEN)

@@ -505,6 +505,7 @@ link = connectSocket({
     closed: {
       4401: { text: "Your session has ended.", href: config.signInUrl, label: "Sign in again" },
       4404: { text: "This conversation is gone.", href: config.conversationsUrl, label: "Go to your conversations" },
+      4429: { text: "Too many connections from your account.", href: window.location.pathname, label: "Reload in a minute" },
     },
   },
   onEnded() {
