@@ -12,6 +12,8 @@ hold on either:
 """
 
 import logging
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -19,8 +21,8 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import BACKEND_SESSION_KEY
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
 
 from anycompany import throttle
 from anycompany.cognito import BACKEND_PATH as COGNITO_BACKEND
@@ -62,6 +64,19 @@ def staff_session_allowed(request: HttpRequest) -> bool:
         or request.session.get(BACKEND_SESSION_KEY) == COGNITO_BACKEND
         or is_break_glass(request.user)
     )
+
+
+def staff_session_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Staff pages outside the admin (the inbox, an agent's conversation page) follow the admin's
+    rule: with Cognito configured, only a Cognito or break-glass session gets them (403)."""
+
+    @wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.user.is_authenticated and not staff_session_allowed(request):
+            raise PermissionDenied("Staff sign in with single sign-on.")
+        return view(request, *args, **kwargs)
+
+    return checked
 
 
 ACCOUNT_LIMIT_TEXT = (

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from anycompany.signin import staff_session_required
 from chat.live import views
 from chat.staff import feedback
 from chat.staff import views as staff_views
@@ -15,10 +16,11 @@ urlpatterns = [
         feedback.message_feedback,
         name="message_feedback",
     ),
-    path("staff/inbox/", staff_views.inbox, name="staff_inbox"),
+    # Like the staff sockets (chat/routing.py), with the site's rule for staff sessions.
+    path("staff/inbox/", staff_session_required(staff_views.inbox), name="staff_inbox"),
     path(
         "staff/conversations/<uuid:conversation_id>/",
-        staff_views.conversation,
+        staff_session_required(staff_views.conversation),
         name="staff_conversation",
     ),
 ]
