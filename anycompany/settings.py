@@ -6,13 +6,12 @@ Development and production differ only in values: every variable is documented i
 
 from decimal import Decimal
 from pathlib import Path
-from typing import cast
 
 from django.core.exceptions import ImproperlyConfigured
 
 from anycompany.env import (
     cognito_from_env,
-    database_from_url,
+    database_from_env,
     env_bool,
     env_choice,
     env_decimal,
@@ -91,42 +90,10 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------------
 
 
-def _database() -> dict[str, object]:
-    url = env_str("DATABASE_URL", "")
-    if url:
-        config = database_from_url("DATABASE_URL", url)
-    elif env_str("DB_HOST", ""):
-        # On ECS the RDS secret's fields arrive as separate variables; the password never
-        # appears in a task definition's plain environment.
-        config = {
-            "ENGINE": "django.db.backends.postgresql",
-            "HOST": env_str("DB_HOST"),
-            "PORT": str(env_int("DB_PORT", 5432, minimum=1)),
-            "NAME": env_str("DB_NAME", "anycompany"),
-            "USER": env_str("DB_USER"),
-            "PASSWORD": env_str("DB_PASSWORD"),
-            "OPTIONS": {"sslmode": env_str("DB_SSLMODE", "require")},
-        }
-    else:
-        config = database_from_url("DATABASE_URL", "sqlite:///db.sqlite3")
-    if config["ENGINE"] == "django.db.backends.sqlite3":
-        name = Path(str(config["NAME"]))
-        config["NAME"] = name if name.is_absolute() else BASE_DIR / name
-        # SQLite serialises writers; a busy timeout turns "database is locked" into a short wait.
-        config["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
-    else:
-        # Persistent connections: each turn runs on an executor thread that keeps its
-        # connection, so the number of connections is bounded by the executor size.
-        config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
-        config["CONN_HEALTH_CHECKS"] = True
-        # libpq waits forever for an unanswered connect; readiness and requests should fail.
-        config["OPTIONS"] = {"connect_timeout": 5, **cast(dict[str, object], config["OPTIONS"])}
-        # ChannelsLiveServerTestCase and pytest-django agree on the test database name.
-        config["TEST"] = {"NAME": f"test_{config['NAME']}"}
-    return config
-
-
-DATABASES = {"default": _database()}
+# Connections one process may hold (see README "Concurrency"): a turn holds one only while it
+# reads or writes, so a few serve many concurrent turns.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 16, minimum=1)
+DATABASES = {"default": database_from_env(BASE_DIR, pool_size=DATABASE_POOL_SIZE)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels ---------------------------------------------------------------------------------

@@ -134,13 +134,14 @@ def in_memory_tracing() -> Iterator[InMemorySpanExporter]:
 
     Build Django test clients inside the block: the Django instrumentation's middleware is
     only in ``MIDDLEWARE`` while it lasts. Database connections opened inside stay traced, so
-    they are closed at the end (use it in transactional tests).
+    the connection pool is replaced at both ends (use it in transactional tests).
     """
     global _provider
-    from django.db import connections
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from anycompany.dbpool import pool_reset
 
     if _provider is not None:
         raise RuntimeError("Tracing is already configured in this process.")
@@ -149,12 +150,13 @@ def in_memory_tracing() -> Iterator[InMemorySpanExporter]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     _instrument(provider)
     _provider = provider
+    pool_reset()
     try:
         yield exporter
     finally:
         _provider = None
         _uninstrument()
-        connections.close_all()
+        pool_reset()
         provider.shutdown()
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
+from anycompany.dbpool import pool_reset
 from orders.demo import DEMO_FIXTURES
 
 
@@ -48,6 +49,9 @@ def throwaway_database() -> Iterator[str]:
     test_settings["NAME"] = name
     try:
         try:
+            # The pool's connections are to the operator's database: the next one is made
+            # once create_test_db has switched the name, before it migrates.
+            pool_reset()
             connection.creation.create_test_db(verbosity=0, autoclobber=True)
         except DatabaseError as error:
             raise SandboxError(
@@ -58,7 +62,9 @@ def throwaway_database() -> Iterator[str]:
         try:
             yield name
         finally:
+            pool_reset()
             connection.creation.destroy_test_db(original_name, verbosity=0)
+            pool_reset()
     finally:
         if saved_test_name is None:
             test_settings.pop("NAME", None)

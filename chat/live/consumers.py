@@ -14,12 +14,13 @@ leaves.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -39,6 +40,7 @@ from chat.live.frames import (
     too_long,
 )
 from chat.live.handoff import HandoffRefused, conversation_held, handoff_request
+from chat.live.storage import connection_release
 from chat.live.turns import action_decide, turn_submit
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -47,8 +49,22 @@ CLOSE_NOT_FOUND = 4404
 
 
 def short_query(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` as a coroutine on the loop's default pool, not Channels' shared thread."""
-    return database_sync_to_async(func, thread_sensitive=False)
+    """``func`` as a coroutine on the loop's default pool, not Channels' shared thread.
+
+    Its connection goes back to the process's pool when it returns. The close must run inside
+    the call: asgiref runs ``func`` in a copy of the socket's context and copies it back, so a
+    connection opened there (or by Channels' auth lookup before it) is invisible to Channels'
+    own ``close_old_connections`` and would stay checked out for as long as the socket lives.
+    """
+
+    @functools.wraps(func)
+    def returning_connection(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            connection_release()
+
+    return sync_to_async(returning_connection, thread_sensitive=False)
 
 
 class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
@@ -80,12 +96,14 @@ class ChatConsumer(JsonFrameConsumer):
     conversation: Any
     group: str
     # The highest seq of a stored message this socket has sent; None until the client says
-    # where it is, so live wakes before that are left to the resume.
+    # where it is, so live messages before that are left to the resume.
     sent_seq: int | None
 
     async def connect(self) -> None:
         self.counted = False
         self.sent_seq = None
+        # Turns whose "ended" event this socket has sent (from the layer or from the turn).
+        self.ended_turns: set[str] = set()
         self.send_lock = asyncio.Lock()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -186,11 +204,10 @@ class ChatConsumer(JsonFrameConsumer):
         if not await self.limits_allow():
             return
 
-        async def reply(accepted: object) -> None:
+        async def reply(accepted: object, trail: realtime.TurnTrail) -> None:
             if not self.counted:
                 return
-            # The wakes of this turn may have been dropped by the layer; the database has it all.
-            await self.send_stored()
+            await self.turn_over(trail)
             await self.send_json(
                 {
                     "type": "submitted",
@@ -217,10 +234,10 @@ class ChatConsumer(JsonFrameConsumer):
         if not await self.limits_allow():
             return
 
-        async def reply(accepted: object) -> None:
+        async def reply(accepted: object, trail: realtime.TurnTrail) -> None:
             if not self.counted:
                 return
-            await self.send_stored()
+            await self.turn_over(trail)
             await self.send_json(
                 {"type": "decided", "action_id": action_id, "accepted": bool(accepted)}
             )
@@ -277,12 +294,35 @@ class ChatConsumer(JsonFrameConsumer):
                 [after_seq, *seqs, *([] if self.sent_seq is None else [self.sent_seq])]
             )
 
-    async def chat_wake(self, message: dict[str, Any]) -> None:
-        if self.sent_seq is not None and message["seq"] > self.sent_seq:
+    async def turn_over(self, trail: realtime.TurnTrail) -> None:
+        """Before this socket's own turn is reported done: what the layer lost or has yet to
+        deliver of it, so the page never hears "submitted" before the turn's reply and end."""
+        if self.sent_seq is not None and trail.last_seq > self.sent_seq:
             await self.send_stored()
+        ended = trail.ended
+        if ended is not None and ended["turn"] not in self.ended_turns:
+            self.ended_turns.add(ended["turn"])
+            await self.send_json(ended)
+
+    async def chat_message(self, message: dict[str, Any]) -> None:
+        """A stored message from the layer: relayed as is when it is the next seq; after a gap
+        (a message the layer dropped) the missing ones are read from the database."""
+        event = message["event"]
+        async with self.send_lock:
+            if self.sent_seq is None or event["seq"] <= self.sent_seq:
+                return  # before the client said where it is (its resume sends it), or a repeat
+            if event["seq"] == self.sent_seq + 1:
+                await self.send_json(event)
+                self.sent_seq = event["seq"]
+                return
+        await self.send_stored()
 
     async def chat_event(self, message: dict[str, Any]) -> None:
         event = message["event"]
+        if event.get("type") == "turn" and event.get("state") == "ended":
+            if event["turn"] in self.ended_turns:
+                return  # already told by the turn itself (``turn_over``)
+            self.ended_turns.add(event["turn"])
         if event.get("type") == "handoff":
             # Which staff account holds the conversation is none of the customer's business.
             event = {key: value for key, value in event.items() if key != "agent_id"}

@@ -23,28 +23,19 @@ Events passed to an ``emit`` callable are plain JSON-able dicts:
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection
 from django.utils import timezone
 
 from chat.engine.types import ModelCallRecord
 from chat.live.conversations import content_text, message_event
-from chat.models import Conversation, Message, MessageKind, MessageRole, ModelCall, Turn
+from chat.live.writes import NewMessage, Step, step_write
+from chat.models import Message, MessageKind, MessageRole, Turn
 
 logger = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class NewMessage:
-    role: str
-    kind: str
-    content: list[dict[str, Any]]
-    client_message_id: str = ""
-    author_id: int | None = None
 
 
 def notice(text: str) -> NewMessage:
@@ -55,36 +46,23 @@ def notice(text: str) -> NewMessage:
 def messages_append(
     conversation_id: uuid.UUID, turn: Turn | None, new: list[NewMessage]
 ) -> list[Message]:
-    """Stores messages with the next seqs of the conversation.
+    """Stores messages with the next seqs of the conversation, in one statement.
 
-    The conversation row is locked for the rest of the caller's transaction, so concurrent
-    writers take turns and seqs never repeat or skip (SQLite ignores the lock but serialises
-    writers itself).
+    The conversation row is updated (so locked) first, so concurrent writers take turns and
+    seqs never repeat or skip (``chat.live.writes``).
     """
-    with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update().only("pk", "last_seq").get(pk=conversation_id)
+    return step_write(
+        Step(
+            conversation_id=conversation_id, messages=new, turn_id=None if turn is None else turn.pk
         )
-        seq = conversation.last_seq
-        stored = []
-        for item in new:
-            seq += 1
-            stored.append(
-                Message.objects.create(
-                    conversation_id=conversation_id,
-                    turn=turn,
-                    seq=seq,
-                    role=item.role,
-                    kind=item.kind,
-                    content=item.content,
-                    client_message_id=item.client_message_id,
-                    author_id=item.author_id,
-                )
-            )
-        Conversation.objects.filter(pk=conversation_id).update(
-            last_seq=seq, updated_at=timezone.now()
-        )
-    return stored
+    )
+
+
+def connection_release() -> None:
+    """Gives this thread's database connection back to the pool between steps, so a turn
+    waiting on the model holds none (outside a transaction; it reconnects when next used)."""
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def message_kind(message: dict[str, Any]) -> str:
@@ -120,40 +98,45 @@ def turn_touch(turn: Turn) -> None:
 
 
 class StoringSink:
-    """The loop's ``TurnSink``: stores each step in its own transaction, then tells the tabs."""
+    """The loop's ``TurnSink``: stores each step in one statement, then tells the tabs.
+
+    A model call's usage is written with the step that follows it (the exchange it produced, or
+    the turn's end, ``flush``), so a model call costs no round trip of its own.
+    """
 
     def __init__(self, *, conversation_id: uuid.UUID, turn: Turn, emit: Emit) -> None:
         self.conversation_id = conversation_id
         self.turn = turn
         self.emit = emit
+        self.calls: list[ModelCallRecord] = []
 
     def model_called(self, record: ModelCallRecord) -> None:
-        ModelCall.objects.create(
-            conversation_id=self.conversation_id,
-            turn=self.turn,
-            model_id=record.model_id[:200],
-            stop_reason=(record.stop_reason or "")[:64],
-            input_tokens=max(0, record.input_tokens),
-            output_tokens=max(0, record.output_tokens),
-            cache_read_tokens=max(0, record.cache_read_tokens),
-            cache_write_tokens=max(0, record.cache_write_tokens),
-            latency_ms=max(0, record.latency_ms),
-            error=record.error[:200],
+        self.calls.append(record)
+
+    def step(self, *, messages: list[NewMessage], **changes: Any) -> list[Message]:
+        """Writes ``messages``, the usage recorded so far and ``changes`` (``Step`` fields)."""
+        calls, self.calls = self.calls, []
+        stored = step_write(
+            Step(
+                conversation_id=self.conversation_id,
+                messages=messages,
+                turn_id=self.turn.pk,
+                model_calls=calls,
+                **changes,
+            )
         )
-        turn_touch(self.turn)
+        connection_release()
+        return stored
 
     def messages_appended(self, messages: list[dict[str, Any]]) -> None:
         # An assistant toolUse message and its results are stored together or not at all.
-        with transaction.atomic():
-            stored = messages_append(
-                self.conversation_id,
-                self.turn,
-                [
-                    NewMessage(role=m["role"], kind=message_kind(m), content=m["content"])
-                    for m in messages
-                ],
-            )
-            turn_touch(self.turn)
+        stored = self.step(
+            messages=[
+                NewMessage(role=m["role"], kind=message_kind(m), content=m["content"])
+                for m in messages
+            ],
+            touch_turn=True,
+        )
         messages_emit(self.emit, stored)
 
     def text_delta(self, text: str) -> None:

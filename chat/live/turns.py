@@ -28,21 +28,25 @@ from chat.live.conversations import (
     User,
     acting_customer,
     confirm_event,
+    conversation_locked_state,
+    message_accepted_before,
     model_history,
     resolved_event,
 )
-from chat.live.engine_config import model_client, turn_config
+from chat.live.engine_config import model_client, stale_after, turn_config
 from chat.live.handoff import HELD_STATUSES, assistant_request_person
-from chat.live.recovery import stale_turns, turn_recover
+from chat.live.recovery import turn_recover
 from chat.live.storage import (
     Emit,
     NewMessage,
     StoringSink,
+    connection_release,
     messages_append,
     messages_emit,
     notice,
     safe_emit,
 )
+from chat.live.writes import Step, step_write
 from chat.models import (
     Conversation,
     Message,
@@ -78,18 +82,6 @@ def tools_for(*, conversation_id: uuid.UUID, customer: Customer, emit: Emit) -> 
         ),
     )
     return registry.bind(context)
-
-
-def _accepted_before(conversation_id: uuid.UUID, client_message_id: str) -> bool:
-    # A turn for a message the assistant answered; a message alone while a person held it.
-    return (
-        Turn.objects.filter(
-            conversation_id=conversation_id, client_message_id=client_message_id
-        ).exists()
-        or Message.objects.filter(
-            conversation_id=conversation_id, client_message_id=client_message_id
-        ).exists()
-    )
 
 
 def turn_submit(
@@ -140,75 +132,67 @@ def turn_submit(
             },
         )
         return False
-    if _accepted_before(conversation.pk, client_message_id):
-        return False
-
     tools = tools_for(conversation_id=conversation.pk, customer=customer, emit=emit)
-    for stale in stale_turns(conversation_id=conversation.pk):
-        turn_recover(stale.pk)
-
+    # Not saved here: the turn row is written with the customer's message, in one statement.
+    turn = Turn(conversation_id=conversation.pk, client_message_id=client_message_id)
     resolved: PendingAction | None = None
+    held: list[Message] = []
     try:
-        held: list[Message] = []
         with transaction.atomic():
-            locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-            if locked.status in HELD_STATUSES:
+            state = conversation_locked_state(conversation.pk)
+            message = NewMessage(
+                MessageRole.USER, MessageKind.CUSTOMER, [{"text": text}], client_message_id
+            )
+            if state["status"] in HELD_STATUSES:
                 # A person has the conversation: they read the message, the model stays silent.
-                held = messages_append(
-                    locked.pk,
-                    None,
-                    [
-                        NewMessage(
-                            MessageRole.USER,
-                            MessageKind.CUSTOMER,
-                            [{"text": text}],
-                            client_message_id,
-                        )
-                    ],
-                )
+                held = messages_append(conversation.pk, None, [message])
             else:
-                if Turn.objects.filter(conversation_id=locked.pk, state=TurnState.RUNNING).exists():
-                    safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
+                running, active_at = state["running_id"], state["running_active_at"]
+                if (
+                    running is not None
+                    and active_at is not None
+                    and (active_at <= timezone.now() - stale_after())
+                ):
+                    # A restart left it "running": close it, then this message goes ahead.
+                    turn_recover(running)
+                elif running is not None:
+                    if not message_accepted_before(conversation.pk, client_message_id):
+                        safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
                     return False
-                # Created first: a resend hits the unique constraint before anything else happens.
-                turn = Turn.objects.create(
-                    conversation_id=locked.pk,
-                    client_message_id=client_message_id,
-                    active_at=timezone.now(),
-                )
-                sink = StoringSink(conversation_id=locked.pk, turn=turn, emit=emit)
-                content: list[dict[str, Any]] = []
-                action = (
-                    PendingAction.objects.select_for_update()
-                    .filter(conversation_id=locked.pk, state=PendingActionState.PENDING)
-                    .first()
-                )
-                if action is not None:
+                sink = StoringSink(conversation_id=conversation.pk, turn=turn, emit=emit)
+                if state["pending_id"] is not None:
+                    action = PendingAction.objects.select_for_update().get(pk=state["pending_id"])
                     answer = pending_action_decide(
                         action, decision=typed_decision(text), user=user, tools=tools, sink=sink
                     )
-                    content.extend(answer["content"])
+                    message = NewMessage(
+                        MessageRole.USER,
+                        MessageKind.CUSTOMER,
+                        [*answer["content"], {"text": text}],
+                        client_message_id,
+                    )
                     Turn.objects.filter(pk=action.turn_id).update(
                         state=TurnState.COMPLETED, ended_at=timezone.now()
                     )
                     resolved = action
-                content.append({"text": text})
-                stored = messages_append(
-                    locked.pk,
-                    turn,
-                    [
-                        NewMessage(
-                            MessageRole.USER, MessageKind.CUSTOMER, content, client_message_id
-                        )
-                    ],
-                )
-                if not locked.title:
+                title = None
+                if not state["title"]:
                     title = " ".join(text.split())
-                    Conversation.objects.filter(pk=locked.pk).update(
-                        title=title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
+                    if len(title) > TITLE_CHARS:
+                        title = title[: TITLE_CHARS - 1] + "…"
+                # The turn is created with the message: a resend hits its unique constraint
+                # and nothing is written.
+                stored = step_write(
+                    Step(
+                        conversation_id=conversation.pk,
+                        messages=[message],
+                        turn_id=turn.pk,
+                        new_turn_client_id=client_message_id,
+                        title=title,
                     )
+                )
     except IntegrityError:
-        if _accepted_before(conversation.pk, client_message_id):
+        if message_accepted_before(conversation.pk, client_message_id):
             return False
         raise
 
@@ -271,14 +255,13 @@ def action_decide(
             answer = pending_action_decide(
                 action, decision=approve, user=user, tools=tools, sink=sink
             )
-            stored = messages_append(
-                conversation.pk,
-                turn,
-                [NewMessage(MessageRole.USER, MessageKind.TOOL_RESULTS, answer["content"])],
-            )
             turn.state = TurnState.RUNNING
-            turn.active_at = timezone.now()
-            turn.save(update_fields=["state", "active_at"])
+            stored = sink.step(
+                messages=[
+                    NewMessage(MessageRole.USER, MessageKind.TOOL_RESULTS, answer["content"])
+                ],
+                turn_end=(TurnState.RUNNING, turn.outcome, turn.error_kind),
+            )
     if decided is not None:
         # Tell this tab again, so a button left over from a lost event goes away.
         safe_emit(emit, resolved_event(decided))
@@ -337,10 +320,12 @@ def _run(
 ) -> None:
     """Runs the loop on the stored history and stores how the turn ended."""
     sink = StoringSink(conversation_id=conversation_id, turn=turn, emit=emit)
+    history = model_history(conversation_id)
+    connection_release()
     try:
         result = run_turn(
             client=client or model_client(),
-            history=model_history(conversation_id),
+            history=history,
             tools=tools,
             config=turn_config(customer=customer, tools=registry),
             sink=sink,
@@ -352,19 +337,27 @@ def _run(
         result = TurnResult(
             outcome="failed", reply=INTERNAL_ERROR_NOTICE, stop_reason=None, error_kind="internal"
         )
-    _finish(conversation_id=conversation_id, turn=turn, result=result, tools=tools, emit=emit)
+    _finish(turn=turn, result=result, tools=tools, sink=sink, emit=emit)
 
 
 def _finish(
-    *, conversation_id: uuid.UUID, turn: Turn, result: TurnResult, tools: BoundTools, emit: Emit
+    *, turn: Turn, result: TurnResult, tools: BoundTools, sink: StoringSink, emit: Emit
 ) -> None:
     action: PendingAction | None = None
-    notices: list[Message] = []
-    with transaction.atomic():
-        if result.outcome == "awaiting_confirmation" and result.pending is not None:
-            pending = result.pending
+    notices: list[NewMessage] = []
+    if result.outcome == "awaiting_confirmation" and result.pending is not None:
+        state = TurnState.AWAITING_CONFIRMATION
+    elif result.outcome == "answered":
+        state = TurnState.COMPLETED
+    else:
+        state = TurnState.FAILED
+        notices = [notice(result.reply)]
+    end = (state, result.outcome, result.error_kind)
+    if state == TurnState.AWAITING_CONFIRMATION and result.pending is not None:
+        pending = result.pending
+        with transaction.atomic():
             action = PendingAction.objects.create(
-                conversation_id=conversation_id,
+                conversation_id=turn.conversation_id,
                 turn=turn,
                 tool_use_id=pending.tool_use_id,
                 tool_name=pending.name,
@@ -373,19 +366,11 @@ def _finish(
                 tool_uses=pending.tool_uses,
                 summary=tools.confirmation_text(pending.name, pending.tool_input)[:300],
             )
-            turn.state = TurnState.AWAITING_CONFIRMATION
-        elif result.outcome == "answered":
-            turn.state = TurnState.COMPLETED
-            turn.ended_at = timezone.now()
-        else:
-            turn.state = TurnState.FAILED
-            turn.ended_at = timezone.now()
-            notices = messages_append(conversation_id, turn, [notice(result.reply)])
-        turn.outcome = result.outcome
-        turn.error_kind = result.error_kind[:32]
-        turn.active_at = timezone.now()
-        turn.save(update_fields=["state", "ended_at", "outcome", "error_kind", "active_at"])
-    messages_emit(emit, notices)
+            stored = sink.step(messages=notices, turn_end=end)
+    else:
+        # The turn's end, its last model call's usage and its notice: one statement.
+        stored = sink.step(messages=notices, turn_end=end)
+    messages_emit(emit, stored)
     if action is not None:
         safe_emit(emit, confirm_event(action))
     ended: dict[str, Any] = {

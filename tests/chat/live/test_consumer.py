@@ -18,7 +18,8 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 
 from chat.live import realtime
-from chat.live.conversations import conversation_start, events_since
+from chat.live.conversations import conversation_start, events_since, message_event
+from chat.live.storage import messages_append, notice
 from chat.models import Conversation, Message, ModelCall, Turn
 from orders.models import Customer, Order, OrderEvent, OrderStatus
 from tests.chat.sockets import (
@@ -293,22 +294,51 @@ async def test_resume_delivers_exactly_the_missed_messages(
     await later.close()
 
 
-async def test_a_wake_for_messages_already_sent_sends_nothing(
+async def test_a_repeated_live_message_is_not_sent_twice(
     conversation: Conversation, alice_user: User
 ) -> None:
     socket = await signed_in_socket(alice_user, conversation.pk)
     await socket.send({"type": "resume", "after_seq": 0})
     await take_turn(socket, "I need help with an order")
     assert await socket.seen(is_turn_end)
-    # The resume the turn's end prompts in a browser, and whatever else is still on its way.
     while not await socket.nothing_more():
         await socket.receive()
-    last_seq = socket.messages()[-1]["seq"]
+    last = socket.messages()[-1]
 
     await get_channel_layer().group_send(
-        realtime.group_name(conversation.pk), {"type": realtime.WAKE, "seq": last_seq}
+        realtime.group_name(conversation.pk), {"type": realtime.MESSAGE, "event": last}
     )
 
+    assert await socket.nothing_more()
+    await socket.close()
+
+
+async def test_a_live_message_after_a_gap_brings_the_missed_ones_from_the_database(
+    conversation: Conversation, alice_user: User
+) -> None:
+    socket = await signed_in_socket(alice_user, conversation.pk)
+    await socket.send({"type": "resume", "after_seq": 0})
+    await take_turn(socket, "I need help with an order")
+    while not await socket.nothing_more():
+        await socket.receive()
+    seen = len(socket.messages())
+    # Stored while this socket heard nothing (as if the layer had dropped them).
+    stored = await sync_to_async(messages_append)(
+        conversation.pk,
+        None,
+        [notice("First missed"), notice("Second missed")],
+    )
+
+    await get_channel_layer().group_send(
+        realtime.group_name(conversation.pk),
+        {"type": realtime.MESSAGE, "event": message_event(stored[1])},
+    )
+    await socket.receive_until(lambda event: event.get("text") == "Second missed")
+
+    assert [event["text"] for event in socket.messages()[seen:]] == [
+        "First missed",
+        "Second missed",
+    ]
     assert await socket.nothing_more()
     await socket.close()
 

@@ -2,13 +2,13 @@
 
 from typing import Any
 
-from chat.live.realtime import EVENT, WAKE, coalesce, group_message
+from chat.live.realtime import EVENT, MESSAGE, coalesce, group_message
 
 
-def test_a_stored_message_travels_as_a_wake_with_its_seq() -> None:
+def test_a_stored_message_travels_as_its_event_with_its_seq() -> None:
     message = {"type": "message", "seq": 7, "id": "x", "role": "assistant", "text": "Hi"}
 
-    assert group_message(message) == {"type": WAKE, "seq": 7}
+    assert group_message(message) == {"type": MESSAGE, "event": message}
     assert group_message({"type": "delta", "turn": "t", "text": "a"}) == {
         "type": EVENT,
         "event": {"type": "delta", "turn": "t", "text": "a"},
@@ -32,7 +32,7 @@ def test_back_to_back_deltas_of_one_turn_are_merged_in_order() -> None:
     ]
 
 
-def test_back_to_back_wakes_keep_only_the_newest_seq() -> None:
+def test_stored_messages_are_never_merged() -> None:
     events: list[dict[str, Any]] = [
         {"type": "message", "seq": 3, "role": "customer", "text": "a"},
         {"type": "message", "seq": 4, "role": "assistant", "text": "b"},
@@ -40,6 +40,7 @@ def test_back_to_back_wakes_keep_only_the_newest_seq() -> None:
     ]
 
     assert [group_message(event) for event in coalesce(events)] == [
-        {"type": WAKE, "seq": 4},
+        {"type": MESSAGE, "event": events[0]},
+        {"type": MESSAGE, "event": events[1]},
         {"type": EVENT, "event": events[2]},
     ]
