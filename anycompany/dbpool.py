@@ -87,6 +87,8 @@ def pool_reset() -> None:
     that switch databases and tracing hooks, never for a running server.
     """
     for each in connections.all(initialized_only=True):
+        if each.in_atomic_block:
+            continue  # a test's transaction: its connection stays until the test ends
         each.close()
         close_pool = getattr(each, "close_pool", None)  # PostgreSQL's backend only
         if close_pool is not None:

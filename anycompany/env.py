@@ -167,25 +167,30 @@ def database_from_env(base_dir: Path, *, pool_size: int) -> dict[str, object]:
         # SQLite serialises writers; a busy timeout turns "database is locked" into a short wait.
         config["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     else:
-        # One psycopg pool per process, shared by requests, short socket queries and turn
-        # workers: the process never holds more than pool_size connections, however
-        # many turns run (anycompany.dbpool checks it against the server at start-up). A
-        # connection goes back to the pool when Django closes it, so no per-use health check.
-        config["CONN_MAX_AGE"] = 0
-        config["CONN_HEALTH_CHECKS"] = False
-        config["OPTIONS"] = {
+        options = {
             # libpq waits forever for an unanswered connect; readiness and requests should fail.
             "connect_timeout": 5,
             **cast(dict[str, object], config["OPTIONS"]),
-            "pool": {
+        }
+        if pool_size:
+            # One psycopg pool per process, shared by requests, short socket queries and turn
+            # workers: the process never holds more than pool_size connections, however many
+            # turns run (anycompany.dbpool checks it against the server at start-up). A
+            # connection goes back to the pool when Django closes it: no per-use health check.
+            config["CONN_MAX_AGE"] = 0
+            options["pool"] = {
                 "min_size": min(2, pool_size),
                 "max_size": pool_size,
                 # A turn waiting this long for a connection fails with a "try again" notice.
                 "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1),
                 # A connection broken by a database restart is replaced, not handed out.
                 "max_lifetime": 600,
-            },
-        }
+            }
+        else:
+            # Persistent connections, one per thread that uses the database.
+            config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+            config["CONN_HEALTH_CHECKS"] = True
+        config["OPTIONS"] = options
         # ChannelsLiveServerTestCase and pytest-django agree on the test database name.
         config["TEST"] = {"NAME": f"test_{config['NAME']}"}
     return config

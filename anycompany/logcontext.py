@@ -8,8 +8,9 @@ not copy context; submit work there as ``contextvars.copy_context().run(fn, ...)
         logger.info("turn started")   # the JSON line carries both ids
 
 HTTP requests get ``request_id`` and ``user_id`` from the two middleware classes below;
-websocket connections from :class:`WebsocketLogContext` in ``anycompany/asgi.py``, and consumers
-add ``conversation_id`` (and turns ``turn_id``) with :func:`bind`.
+websocket connections from :class:`WebsocketLogContext` in ``anycompany/asgi.py``; the chat
+consumer adds ``conversation_id`` and each turn ``turn_id`` with :func:`bind_rest`
+(``chat.live.observe``).
 """
 
 import contextvars
@@ -60,6 +61,20 @@ def bind(**ids: object) -> Iterator[None]:
         yield
     finally:
         _ids.reset(token)
+
+
+def bind_rest(**ids: object) -> None:
+    """Adds ids for the rest of the running context, where no ``with`` block fits.
+
+    The running context is a websocket connection's task, or a job started with
+    ``contextvars.copy_context().run``: the ids end with it and never reach other connections
+    or jobs. Elsewhere use :func:`bind`. Raises ``TypeError`` like :func:`bind`.
+    """
+    unknown = set(ids) - set(FIELDS)
+    if unknown:
+        raise TypeError(f"Unknown log context field(s) {sorted(unknown)}; use {FIELDS}.")
+    merged = {**_ids.get(), **{name: value for name, value in ids.items() if value is not None}}
+    _ids.set(MappingProxyType(merged))
 
 
 def request_id_from_headers(headers: Mapping[str, str]) -> str:

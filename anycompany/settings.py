@@ -90,9 +90,9 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------------
 
 
-# Connections one process may hold (see README "Concurrency"): a turn holds one only while it
-# reads or writes, so a few serve many concurrent turns.
-DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 16, minimum=1)
+# Connections one process may hold in a shared pool (0: no pool, persistent connections per
+# thread). Off by default until the pool is measured under the benchmark's load.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 0, minimum=0)
 DATABASES = {"default": database_from_env(BASE_DIR, pool_size=DATABASE_POOL_SIZE)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -338,6 +338,9 @@ BEDROCK_MAX_ATTEMPTS = env_int("BEDROCK_MAX_ATTEMPTS", 3, minimum=1)
 CHAT_MAX_CONCURRENT_TURNS = env_int("CHAT_MAX_CONCURRENT_TURNS", 32, minimum=1)
 CHAT_MAX_MODEL_CALLS_PER_TURN = env_int("CHAT_MAX_MODEL_CALLS_PER_TURN", 8, minimum=1)
 CHAT_TURN_DEADLINE_SECONDS = env_float("CHAT_TURN_DEADLINE_SECONDS", 120.0, minimum=1.0)
+# A running turn's owner renews its lease every third of this; a turn whose lease lapsed (its
+# process died or lost the database) is closed by any server process soon after.
+CHAT_TURN_LEASE_SECONDS = env_float("CHAT_TURN_LEASE_SECONDS", 10.0, minimum=3.0)
 CHAT_MESSAGE_MAX_CHARS = env_int("CHAT_MESSAGE_MAX_CHARS", 4000, minimum=1)
 CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 20, minimum=1)
 CHAT_DAILY_TOKEN_BUDGET = env_int("CHAT_DAILY_TOKEN_BUDGET", 500_000, minimum=0)

@@ -128,20 +128,41 @@ def current_trace_ids() -> tuple[str, str] | None:
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
+def current_trace_id() -> str:
+    """The current trace id as hex, or "" without a span (stored with records, e.g. model calls)."""
+    ids = current_trace_ids()
+    return ids[0] if ids is not None else ""
+
+
+@contextmanager
+def library_spans_suppressed() -> Iterator[None]:
+    """Inside the block the instrumented libraries (botocore, psycopg) make no spans.
+
+    For a call the project traces itself: the botocore instrumentation would add a second
+    GenAI span for each Bedrock call the chat already describes.
+    """
+    if _provider is None:
+        yield
+        return
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield
+
+
 @contextmanager
 def in_memory_tracing() -> Iterator[InMemorySpanExporter]:
     """Test hook: traces into an in-memory exporter, with the same instrumentation, then off.
 
     Build Django test clients inside the block: the Django instrumentation's middleware is
     only in ``MIDDLEWARE`` while it lasts. Database connections opened inside stay traced, so
-    the connection pool is replaced at both ends (use it in transactional tests).
+    they are closed at the end (use it in transactional tests).
     """
     global _provider
+    from django.db import connections
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from anycompany.dbpool import pool_reset
 
     if _provider is not None:
         raise RuntimeError("Tracing is already configured in this process.")
@@ -150,13 +171,12 @@ def in_memory_tracing() -> Iterator[InMemorySpanExporter]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     _instrument(provider)
     _provider = provider
-    pool_reset()
     try:
         yield exporter
     finally:
         _provider = None
         _uninstrument()
-        pool_reset()
+        connections.close_all()
         provider.shutdown()
 
 

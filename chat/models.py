@@ -87,6 +87,10 @@ class Turn(models.Model):
     outcome = models.CharField(max_length=32, blank=True)
     error_kind = models.CharField(max_length=32, blank=True)
     client_message_id = models.CharField(max_length=100, blank=True, default="")
+    # The process running the turn ("host:pid:start id", ``chat.live.leases``) and until when
+    # its claim holds; past that, or once that process is gone, the turn is dead.
+    owner = models.CharField(max_length=200, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["started_at"]
@@ -185,6 +189,9 @@ class ModelCall(models.Model):
     cache_write_tokens = models.PositiveIntegerField(default=0)
     latency_ms = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=200, blank=True)
+    # The OpenTelemetry trace of the turn that made the call ("" with tracing off), to find it
+    # in X-Ray or any other trace store.
+    trace_id = models.CharField(max_length=32, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

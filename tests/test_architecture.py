@@ -6,7 +6,8 @@ fails on:
 - an import cycle between modules (imports inside functions count: a lazy import that hides a
   cycle is still one);
 - ``from x import _private`` of another project module, or ``module._private`` on one;
-- a package importing one above it: ``chat.engine`` ← ``orders`` ← ``chat.tools`` (and the
+- a package importing one above it: ``chat.engine`` ← the log ids and tracer
+  (``anycompany.logcontext``, ``anycompany.telemetry``) ← ``orders`` ← ``chat.tools`` (and the
   models) ← ``chat.live`` ← ``chat.staff`` ← ``chat.evals`` ← the app's entry points and the
   project;
 - a ``chat.engine`` module importing Django, Channels or asyncio, or boto3/botocore outside
@@ -42,6 +43,8 @@ PROJECT = Rules(
     packages=("anycompany", "chat", "orders"),
     layers=(
         ("chat.engine",),
+        # Log ids and the tracer: every layer that runs Django code logs and traces with them.
+        ("anycompany.logcontext", "anycompany.telemetry"),
         ("orders",),
         ("chat.models", "chat.migrations", "chat.tools"),
         ("chat.live",),

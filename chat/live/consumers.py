@@ -14,19 +14,18 @@ leaves.
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
-from chat.live import limits, realtime
+from anycompany import logcontext
+from chat.live import limits, realtime, sweep
 from chat.live.conversations import ConversationNotFound, conversation_get, events_since
+from chat.live.dbcalls import short_query
 from chat.live.frames import (
     NOT_AN_OBJECT,
     NOT_JSON,
@@ -40,31 +39,12 @@ from chat.live.frames import (
     too_long,
 )
 from chat.live.handoff import HandoffRefused, conversation_held, handoff_request
-from chat.live.storage import connection_release
+from chat.live.livelink import LiveLink
 from chat.live.turns import action_decide, turn_submit
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
-
-
-def short_query(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` as a coroutine on the loop's default pool, not Channels' shared thread.
-
-    Its connection goes back to the process's pool when it returns. The close must run inside
-    the call: asgiref runs ``func`` in a copy of the socket's context and copies it back, so a
-    connection opened there (or by Channels' auth lookup before it) is invisible to Channels'
-    own ``close_old_connections`` and would stay checked out for as long as the socket lives.
-    """
-
-    @functools.wraps(func)
-    def returning_connection(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        finally:
-            connection_release()
-
-    return sync_to_async(returning_connection, thread_sensitive=False)
 
 
 class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
@@ -92,7 +72,7 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
             await self.receive_json(content)
 
 
-class ChatConsumer(JsonFrameConsumer):
+class ChatConsumer(LiveLink, JsonFrameConsumer):
     conversation: Any
     group: str
     # The highest seq of a stored message this socket has sent; None until the client says
@@ -119,11 +99,14 @@ class ChatConsumer(JsonFrameConsumer):
         except PermissionDenied:
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        # For the rest of this connection's task: its log lines and its turns carry the id.
+        logcontext.bind_rest(conversation_id=self.conversation.pk)
         self.group = realtime.group_name(self.conversation.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.live_join(self.group)
         await self.accept()
         self.counted = True
         realtime.websocket_opened()
+        await sweep.socket_opened(self.conversation.pk, self.channel_layer)
         await self.opened()
         after_seq = _query_int(self.scope, "after_seq")
         if after_seq is not None:
@@ -140,7 +123,7 @@ class ChatConsumer(JsonFrameConsumer):
         if getattr(self, "counted", False):
             self.counted = False
             realtime.websocket_closed()
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.live_leave()
 
     # --- Frames ---------------------------------------------------------------------------------
 
@@ -293,6 +276,10 @@ class ChatConsumer(JsonFrameConsumer):
             self.sent_seq = max(
                 [after_seq, *seqs, *([] if self.sent_seq is None else [self.sent_seq])]
             )
+
+    async def live_resumed(self) -> None:
+        # Messages sent while the layer was away are lost; the database has every one.
+        await self.send_stored()
 
     async def turn_over(self, trail: realtime.TurnTrail) -> None:
         """Before this socket's own turn is reported done: what the layer lost or has yet to

@@ -242,19 +242,6 @@ def events_since(*, conversation: Conversation, after_seq: int) -> list[dict[str
     return events
 
 
-def message_accepted_before(conversation_id: uuid.UUID, client_message_id: str) -> bool:
-    """Whether the message with this client id was accepted already: a turn for a message the
-    assistant answered, or a message alone while a person held the conversation."""
-    return (
-        Turn.objects.filter(
-            conversation_id=conversation_id, client_message_id=client_message_id
-        ).exists()
-        or Message.objects.filter(
-            conversation_id=conversation_id, client_message_id=client_message_id
-        ).exists()
-    )
-
-
 def conversation_locked_state(conversation_id: uuid.UUID) -> dict[str, Any]:
     """The conversation's status and title, its running turn and pending action, in one query;
     the conversation row stays locked until the caller's transaction ends."""
@@ -267,10 +254,9 @@ def conversation_locked_state(conversation_id: uuid.UUID) -> dict[str, Any]:
         .filter(pk=conversation_id)
         .annotate(
             running_id=Subquery(running.values("pk")[:1]),
-            running_active_at=Subquery(running.values("active_at")[:1]),
             pending_id=Subquery(pending.values("pk")[:1]),
         )
-        .values("status", "title", "running_id", "running_active_at", "pending_id")
+        .values("status", "title", "running_id", "pending_id")
         .get()
     )
 

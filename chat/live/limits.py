@@ -2,16 +2,25 @@
 
 The rate limit counts in Django's cache (Redis in production, so every process shares one
 count); the daily budget sums the tokens the model reported for the customer's calls today.
+
+While the cache is unavailable the rate limit fails open: messages are not counted, and a
+warning is logged. Locking every customer out of the chat for a Redis outage would be worse than
+a few extra messages, and the daily token budget (PostgreSQL) and the per-process turn pool still
+cap what one customer can spend.
 """
 
+import logging
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import F, Sum
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from chat.models import ModelCall
+
+logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
 
@@ -43,14 +52,18 @@ def rate_limit_hit(*, user_id: int, now: float | None = None) -> None:
     """
     window = int((time.time() if now is None else now) // WINDOW_SECONDS)
     key = f"chat:rate:{user_id}:{window}"
-    # add() is a no-op when the key exists, so concurrent first messages share one counter.
-    cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
     try:
-        count = cache.incr(key)
-    except ValueError:
-        # The key expired between add() and incr().
-        cache.set(key, 1, timeout=WINDOW_SECONDS * 2)
-        count = 1
+        # add() is a no-op when the key exists, so concurrent first messages share one counter.
+        cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
+        try:
+            count = cache.incr(key)
+        except ValueError:
+            # The key expired between add() and incr().
+            cache.set(key, 1, timeout=WINDOW_SECONDS * 2)
+            count = 1
+    except RedisError:
+        logger.warning("Rate limit not counted: the cache is unavailable (failing open)")
+        return
     if count > settings.CHAT_RATE_LIMIT_PER_MINUTE:
         raise RateLimited
 

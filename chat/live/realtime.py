@@ -20,6 +20,7 @@ instead of each opening a connection of its own and timing out.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import sys
@@ -217,8 +218,11 @@ async def _run_turn(
     sender = asyncio.create_task(emitter.drain())
     result: Any = None
     try:
+        # A copy of the socket's context, so the turn's log lines carry the socket's ids.
         result = await loop.run_in_executor(
-            executor, partial(_run_with_fresh_connection, partial(job, emit=emitter))
+            executor,
+            contextvars.copy_context().run,
+            partial(_run_with_fresh_connection, partial(job, emit=emitter)),
         )
     except Exception:
         logger.exception("A turn failed unexpectedly in %s.", group)

@@ -1,6 +1,6 @@
 """Storing messages: each with the next seq of its conversation, then told to the open tabs.
 
-The loop's steps reach the database through ``StoringSink`` (one transaction per step), so a
+The loop's steps reach the database through ``StoringSink`` (one statement per step), so a
 reload, another tab or a restarted process always finds a history Converse accepts. Sending live
 events is best effort; the stored history is the truth.
 
@@ -25,12 +25,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connection
 from django.utils import timezone
 
+from anycompany import telemetry
 from chat.engine.types import ModelCallRecord
 from chat.live.conversations import content_text, message_event
-from chat.live.writes import NewMessage, Step, step_write
+from chat.live.dbcalls import connection_release
+from chat.live.leases import TurnClosed, lease_now
+from chat.live.writes import NewMessage, Step, TurnNotRunning, step_write
 from chat.models import Message, MessageKind, MessageRole, Turn
 
 logger = logging.getLogger(__name__)
@@ -56,13 +58,6 @@ def messages_append(
             conversation_id=conversation_id, messages=new, turn_id=None if turn is None else turn.pk
         )
     )
-
-
-def connection_release() -> None:
-    """Gives this thread's database connection back to the pool between steps, so a turn
-    waiting on the model holds none (outside a transaction; it reconnects when next used)."""
-    if not connection.in_atomic_block:
-        connection.close()
 
 
 def message_kind(message: dict[str, Any]) -> str:
@@ -108,23 +103,33 @@ class StoringSink:
         self.conversation_id = conversation_id
         self.turn = turn
         self.emit = emit
-        self.calls: list[ModelCallRecord] = []
+        self.calls: list[tuple[ModelCallRecord, str]] = []
 
     def model_called(self, record: ModelCallRecord) -> None:
-        self.calls.append(record)
+        self.calls.append((record, telemetry.current_trace_id()))
 
     def step(self, *, messages: list[NewMessage], **changes: Any) -> list[Message]:
-        """Writes ``messages``, the usage recorded so far and ``changes`` (``Step`` fields)."""
-        calls, self.calls = self.calls, []
-        stored = step_write(
-            Step(
-                conversation_id=self.conversation_id,
-                messages=messages,
-                turn_id=self.turn.pk,
-                model_calls=calls,
-                **changes,
+        """Writes ``messages``, the usage recorded so far and ``changes`` (``Step`` fields),
+        renewing the turn's lease.
+
+        Raises: ``TurnClosed`` when recovery closed the turn meanwhile (nothing is written).
+        """
+        calls = self.calls
+        try:
+            stored = step_write(
+                Step(
+                    conversation_id=self.conversation_id,
+                    messages=messages,
+                    turn_id=self.turn.pk,
+                    model_calls=calls,
+                    lease=lease_now(),
+                    **changes,
+                )
             )
-        )
+        except TurnNotRunning:
+            raise TurnClosed(str(self.turn.pk)) from None
+        # Kept until written: a last write retried on a fresh connection still carries them.
+        self.calls = []
         connection_release()
         return stored
 
@@ -135,7 +140,6 @@ class StoringSink:
                 NewMessage(role=m["role"], kind=message_kind(m), content=m["content"])
                 for m in messages
             ],
-            touch_turn=True,
         )
         messages_emit(self.emit, stored)
 

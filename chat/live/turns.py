@@ -13,6 +13,7 @@ The events given to ``emit`` are listed in ``chat.live.storage``.
 
 import logging
 import uuid
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -29,18 +30,19 @@ from chat.live.conversations import (
     acting_customer,
     confirm_event,
     conversation_locked_state,
-    message_accepted_before,
     model_history,
     resolved_event,
 )
-from chat.live.engine_config import model_client, stale_after, turn_config
+from chat.live.dbcalls import connection_release
+from chat.live.engine_config import model_client, turn_config
 from chat.live.handoff import HELD_STATUSES, assistant_request_person
-from chat.live.recovery import turn_recover
+from chat.live.leases import TurnClosed, held, lease_now, turn_finish_durably
+from chat.live.observe import ObservedSink, ObservedTools, turn_scope
+from chat.live.recovery import accepted_before, conversation_recover, resend_claim, unanswered_turn
 from chat.live.storage import (
     Emit,
     NewMessage,
     StoringSink,
-    connection_release,
     messages_append,
     messages_emit,
     notice,
@@ -81,9 +83,10 @@ def tools_for(*, conversation_id: uuid.UUID, customer: Customer, emit: Emit) -> 
             conversation_id=conversation_id, customer_id=customer.pk, emit=emit
         ),
     )
-    return registry.bind(context)
+    return ObservedTools(registry, context)
 
 
+@turn_scope
 def turn_submit(
     *,
     conversation: Conversation,
@@ -132,11 +135,18 @@ def turn_submit(
             },
         )
         return False
+    conversation_recover(conversation.pk, emit)
+    # A message whose turn died unanswered is answered when sent again; any other is a repeat.
+    resend = accepted_before(conversation.pk, client_message_id)
+    if resend and unanswered_turn(conversation.pk, client_message_id) is None:
+        return False
+
     tools = tools_for(conversation_id=conversation.pk, customer=customer, emit=emit)
+
+    resolved: PendingAction | None = None
+    held_messages: list[Message] = []
     # Not saved here: the turn row is written with the customer's message, in one statement.
     turn = Turn(conversation_id=conversation.pk, client_message_id=client_message_id)
-    resolved: PendingAction | None = None
-    held: list[Message] = []
     try:
         with transaction.atomic():
             state = conversation_locked_state(conversation.pk)
@@ -145,20 +155,13 @@ def turn_submit(
             )
             if state["status"] in HELD_STATUSES:
                 # A person has the conversation: they read the message, the model stays silent.
-                held = messages_append(conversation.pk, None, [message])
+                held_messages = messages_append(conversation.pk, None, [message])
             else:
-                running, active_at = state["running_id"], state["running_active_at"]
-                if (
-                    running is not None
-                    and active_at is not None
-                    and (active_at <= timezone.now() - stale_after())
-                ):
-                    # A restart left it "running": close it, then this message goes ahead.
-                    turn_recover(running)
-                elif running is not None:
-                    if not message_accepted_before(conversation.pk, client_message_id):
-                        safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
+                if state["running_id"] is not None:
+                    safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
                     return False
+                if resend and not resend_claim(conversation.pk, client_message_id):
+                    return False  # another tab's resend got in first
                 sink = StoringSink(conversation_id=conversation.pk, turn=turn, emit=emit)
                 if state["pending_id"] is not None:
                     action = PendingAction.objects.select_for_update().get(pk=state["pending_id"])
@@ -180,24 +183,26 @@ def turn_submit(
                     title = " ".join(text.split())
                     if len(title) > TITLE_CHARS:
                         title = title[: TITLE_CHARS - 1] + "…"
-                # The turn is created with the message: a resend hits its unique constraint
-                # and nothing is written.
+                # The turn is written with the message, in one statement; a repeated client id
+                # hits the turn's unique constraint and nothing is written. A resent message
+                # is stored already: the new turn answers it as it is.
                 stored = step_write(
                     Step(
                         conversation_id=conversation.pk,
-                        messages=[message],
+                        messages=[] if resend else [message],
                         turn_id=turn.pk,
                         new_turn_client_id=client_message_id,
                         title=title,
+                        lease=lease_now(),
                     )
                 )
     except IntegrityError:
-        if message_accepted_before(conversation.pk, client_message_id):
+        if accepted_before(conversation.pk, client_message_id):
             return False
         raise
 
-    if held:
-        messages_emit(emit, held)
+    if held_messages:
+        messages_emit(emit, held_messages)
         return True
     _announce_and_run(
         conversation_id=conversation.pk,
@@ -212,6 +217,7 @@ def turn_submit(
     return True
 
 
+@turn_scope
 def action_decide(
     *,
     conversation: Conversation,
@@ -255,12 +261,12 @@ def action_decide(
             answer = pending_action_decide(
                 action, decision=approve, user=user, tools=tools, sink=sink
             )
-            turn.state = TurnState.RUNNING
             stored = sink.step(
                 messages=[
                     NewMessage(MessageRole.USER, MessageKind.TOOL_RESULTS, answer["content"])
                 ],
                 turn_end=(TurnState.RUNNING, turn.outcome, turn.error_kind),
+                while_running=False,
             )
     if decided is not None:
         # Tell this tab again, so a button left over from a lost event goes away.
@@ -294,7 +300,7 @@ def _announce_and_run(
     if resolved is not None:
         safe_emit(emit, resolved_event(resolved))
     messages_emit(emit, stored)
-    _turn_started(turn, emit)
+    safe_emit(emit, {"type": "turn", "turn": str(turn.pk), "state": "started"})
     _run(
         conversation_id=conversation_id,
         customer=customer,
@@ -303,10 +309,6 @@ def _announce_and_run(
         emit=emit,
         client=client,
     )
-
-
-def _turn_started(turn: Turn, emit: Emit) -> None:
-    safe_emit(emit, {"type": "turn", "turn": str(turn.pk), "state": "started"})
 
 
 def _run(
@@ -318,26 +320,33 @@ def _run(
     emit: Emit,
     client: ModelClient | None,
 ) -> None:
-    """Runs the loop on the stored history and stores how the turn ended."""
-    sink = StoringSink(conversation_id=conversation_id, turn=turn, emit=emit)
-    history = model_history(conversation_id)
-    connection_release()
-    try:
-        result = run_turn(
-            client=client or model_client(),
-            history=history,
-            tools=tools,
-            config=turn_config(customer=customer, tools=registry),
-            sink=sink,
-        )
-    except Exception:
-        # A bug, not a model failure (those arrive as a failed TurnResult): end the turn so the
-        # conversation does not stay blocked, and tell the customer in plain words.
-        logger.exception("Turn %s failed unexpectedly", turn.pk)
-        result = TurnResult(
-            outcome="failed", reply=INTERNAL_ERROR_NOTICE, stop_reason=None, error_kind="internal"
-        )
-    _finish(turn=turn, result=result, tools=tools, sink=sink, emit=emit)
+    """Runs the loop on the stored history, its lease renewed, and stores how the turn ended
+    (retrying on a fresh connection, so a database restart does not leave it "running")."""
+    storing = StoringSink(conversation_id=conversation_id, turn=turn, emit=emit)
+    sink = ObservedSink(storing, turn.pk)
+    with held(turn.pk):
+        try:
+            history = model_history(conversation_id)
+            # No connection held while the model runs: turn workers share the pool.
+            connection_release()
+            result = run_turn(
+                client=sink.client(client or model_client()),
+                history=history,
+                tools=tools,
+                config=turn_config(customer=customer, tools=registry),
+                sink=sink,
+            )
+        except TurnClosed:
+            return  # recovery closed it while this process was cut off from the database
+        except Exception:
+            # A bug or a lost database, not a model failure (those arrive as a failed
+            # TurnResult): end the turn so the conversation does not stay blocked, and tell the
+            # customer in plain words.
+            logger.exception("Turn %s failed unexpectedly", turn.pk)
+            result = TurnResult("failed", INTERNAL_ERROR_NOTICE, None, error_kind="internal")
+        finish = partial(_finish, turn=turn, result=result, tools=tools, sink=storing, emit=emit)
+        turn_finish_durably(finish, turn.pk)
+    sink.turn_ended(result)
 
 
 def _finish(

@@ -46,20 +46,29 @@ class Step:
     turn_id: uuid.UUID | None = None
     # Creates the turn ``turn_id`` (running) for this client message id.
     new_turn_client_id: str | None = None
-    # Records progress on the turn (its heartbeat).
-    touch_turn: bool = False
     # Sets the turn's state, outcome and error_kind (and ended_at when it is over).
     turn_end: tuple[str, str, str] | None = None
-    model_calls: list[ModelCallRecord] = field(default_factory=list)
+    # Each with the trace id it was made in.
+    model_calls: list[tuple[ModelCallRecord, str]] = field(default_factory=list)
     # Sets the conversation's title if it has none yet.
     title: str | None = None
+    # The turn's owner and lease (``chat.live.leases.lease_fields``), renewed with each write.
+    lease: tuple[str, datetime] | None = None
+    # Whether the turn must still be running (a step of the turn's own, not a decision that
+    # resumes it): if recovery closed it meanwhile, nothing is written (``TurnClosed``).
+    while_running: bool = True
+
+
+class TurnNotRunning(Exception):
+    """The step's turn is no longer running: nothing of the step was written."""
 
 
 def step_write(step: Step) -> list[Message]:
     """Writes ``step`` atomically and returns the stored messages (with ids and seqs).
 
-    Raises: ``IntegrityError`` when the new turn's client message id was already used (nothing
-    is written then); ``Conversation.DoesNotExist`` when the conversation is gone.
+    Raises: ``IntegrityError`` when the new turn's client message id was already used;
+    ``TurnNotRunning`` when the step updates a turn that must be running and is not;
+    ``Conversation.DoesNotExist`` when the conversation is gone. Nothing is written then.
     """
     now = timezone.now()
     if connection.vendor == "postgresql":
@@ -93,7 +102,8 @@ def _turn_end_fields(step: Step, now: datetime) -> dict[str, Any]:
     return values
 
 
-def _usage_row(step: Step, record: ModelCallRecord, now: datetime) -> list[Any]:
+def _usage_row(step: Step, call: tuple[ModelCallRecord, str], now: datetime) -> list[Any]:
+    record, trace_id = call
     return [
         step.conversation_id,
         step.turn_id,
@@ -105,37 +115,44 @@ def _usage_row(step: Step, record: ModelCallRecord, now: datetime) -> list[Any]:
         max(0, record.cache_write_tokens),
         max(0, record.latency_ms),
         record.error[:200],
+        trace_id[:32],
         now,
     ]
 
 
 _USAGE_COLUMNS = (
     "conversation_id, turn_id, model_id, stop_reason, input_tokens, output_tokens, "
-    "cache_read_tokens, cache_write_tokens, latency_ms, error, created_at"
+    "cache_read_tokens, cache_write_tokens, latency_ms, error, trace_id, created_at"
 )
 
 # The statement's parts; which ones a step uses depends on what it writes. Only these constant
 # fragments are ever joined into SQL, every value is a parameter.
+_TURN_SQL = (
+    "turn AS (UPDATE chat_turn SET active_at = %s, state = coalesce(%s, state), "
+    "outcome = coalesce(%s, outcome), error_kind = coalesce(%s, error_kind), "
+    "ended_at = coalesce(%s, ended_at), owner = coalesce(%s, owner), "
+    "lease_expires_at = coalesce(%s, lease_expires_at) "
+    "WHERE id = %s AND (state = 'running' OR NOT %s) RETURNING id)"
+)
+_NO_TURN_SQL = "turn AS (SELECT 1 AS id)"
+_NEW_TURN_SQL = (
+    "new_turn AS (INSERT INTO chat_turn (id, conversation_id, state, started_at, active_at, "
+    "outcome, error_kind, client_message_id, owner, lease_expires_at) "
+    "VALUES (%s, %s, 'running', %s, %s, '', '', %s, %s, %s))"
+)
+# The conversation is updated (so locked) only if the turn's update went through.
 _CONVERSATION_SQL = (
     "conv AS (UPDATE chat_conversation SET last_seq = last_seq + %s, updated_at = %s, "
     "title = CASE WHEN title = '' THEN coalesce(%s, '') ELSE title END "
-    "WHERE id = %s RETURNING last_seq - %s AS base)"
-)
-_NEW_TURN_SQL = (
-    "new_turn AS (INSERT INTO chat_turn (id, conversation_id, state, started_at, active_at, "
-    "outcome, error_kind, client_message_id) VALUES (%s, %s, %s, %s, %s, '', '', %s))"
-)
-_TURN_SQL = (
-    "turn_update AS (UPDATE chat_turn SET active_at = %s, state = coalesce(%s, state), "
-    "outcome = coalesce(%s, outcome), error_kind = coalesce(%s, error_kind), "
-    "ended_at = coalesce(%s, ended_at) WHERE id = %s)"
+    "WHERE id = %s AND EXISTS (SELECT 1 FROM turn) RETURNING last_seq - %s AS base)"
 )
 _USAGE_SQL = (
     "usage AS (INSERT INTO chat_modelcall (conversation_id, turn_id, model_id, stop_reason, "
     "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, error, "
-    "created_at) "
-    "SELECT %s, %s, * FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::int[], "
-    "%s::int[], %s::int[], %s::text[]) AS item, (SELECT %s::timestamptz) AS at)"
+    "trace_id, created_at) "
+    "SELECT %s, %s, item.*, %s::timestamptz FROM unnest(%s::text[], %s::text[], %s::int[], "
+    "%s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::text[]) AS item "
+    "WHERE EXISTS (SELECT 1 FROM turn))"
 )
 _MESSAGES_SQL = (
     "stored AS (INSERT INTO chat_message (conversation_id, turn_id, seq, role, kind, content, "
@@ -146,32 +163,39 @@ _MESSAGES_SQL = (
     "WITH ORDINALITY AS item(role, kind, content, client_message_id, author_id, ord) "
     "RETURNING id, seq)"
 )
-_STORED_SQL = " SELECT id, seq FROM stored ORDER BY seq"
-_NOTHING_STORED_SQL = " SELECT NULL, NULL WHERE false"
+# One row saying whether the turn's update went through, then the stored messages' ids and seqs.
+_RESULT_SQL = (
+    " SELECT 0, (SELECT count(*) FROM turn), 0 UNION ALL "
+    "SELECT 1, id, seq FROM stored ORDER BY 1, 3"
+)
+_RESULT_NO_MESSAGES_SQL = " SELECT 0, (SELECT count(*) FROM turn), 0"
 
 
 def _write_postgresql(step: Step, now: datetime) -> list[tuple[int, int]]:
     count = len(step.messages)
+    owner, lease_expires_at = step.lease if step.lease is not None else (None, None)
     ctes: list[str] = []
     params: list[Any] = []
-    if count or step.title is not None:
-        ctes.append(_CONVERSATION_SQL)
-        params += [count, now, step.title, step.conversation_id, count]
-    if step.new_turn_client_id is not None:
-        ctes.append(_NEW_TURN_SQL)
-        params += [step.turn_id, step.conversation_id, TurnState.RUNNING, now, now]
-        params.append(step.new_turn_client_id)
-    elif step.turn_id is not None and (step.touch_turn or step.turn_end is not None):
+    if step.new_turn_client_id is not None or step.turn_id is None:
+        ctes.append(_NO_TURN_SQL)
+    else:
         values = _turn_end_fields(step, now)
         ctes.append(_TURN_SQL)
         params += [now, values.get("state"), values.get("outcome"), values.get("error_kind")]
-        params += [values.get("ended_at"), step.turn_id]
+        params += [values.get("ended_at"), owner, lease_expires_at]
+        params += [step.turn_id, step.while_running]
+    if step.new_turn_client_id is not None:
+        ctes.append(_NEW_TURN_SQL)
+        params += [step.turn_id, step.conversation_id, now, now, step.new_turn_client_id]
+        params += [owner or "", lease_expires_at]
+    if count or step.title is not None:
+        ctes.append(_CONVERSATION_SQL)
+        params += [count, now, step.title, step.conversation_id, count]
     if step.model_calls:
         ctes.append(_USAGE_SQL)
-        rows = [_usage_row(step, record, now) for record in step.model_calls]
-        params += [step.conversation_id, step.turn_id]
-        params += [[row[column] for row in rows] for column in range(2, 10)]
-        params.append(now)
+        rows = [_usage_row(step, call, now) for call in step.model_calls]
+        params += [step.conversation_id, step.turn_id, now]
+        params += [[row[column] for row in rows] for column in range(2, 11)]
     if count:
         ctes.append(_MESSAGES_SQL)
         params += [step.conversation_id, step.turn_id, now]
@@ -182,20 +206,28 @@ def _write_postgresql(step: Step, now: datetime) -> list[tuple[int, int]]:
             [m.client_message_id for m in step.messages],
             [m.author_id for m in step.messages],
         ]
-    if not ctes:
-        return []
+    result = _RESULT_SQL if count else _RESULT_NO_MESSAGES_SQL
     with connection.cursor() as cursor:
-        cursor.execute(
-            "WITH " + ", ".join(ctes) + (_STORED_SQL if count else _NOTHING_STORED_SQL), params
-        )
+        cursor.execute("WITH " + ", ".join(ctes) + result, params)
         rows_written = cursor.fetchall()
-    if count and not rows_written:
+    if not rows_written[0][1]:
+        raise TurnNotRunning(str(step.turn_id))
+    stored = [(int(pk), int(seq)) for _, pk, seq in rows_written[1:]]
+    if len(stored) != count:
         raise Conversation.DoesNotExist(f"No conversation {step.conversation_id}.")
-    return [(int(pk), int(seq)) for pk, seq in rows_written]
+    return stored
 
 
 def _write_orm(step: Step, now: datetime) -> list[tuple[int, int]]:
+    owner, lease_expires_at = step.lease if step.lease is not None else ("", None)
     with transaction.atomic():
+        if step.new_turn_client_id is None and step.turn_id is not None:
+            turns = Turn.objects.filter(pk=step.turn_id)
+            if step.while_running:
+                turns = turns.filter(state=TurnState.RUNNING)
+            lease = {"owner": owner, "lease_expires_at": lease_expires_at} if step.lease else {}
+            if not turns.update(**_turn_end_fields(step, now), **lease):
+                raise TurnNotRunning(str(step.turn_id))
         conversation = (
             Conversation.objects.select_for_update()
             .only("pk", "last_seq", "title")
@@ -211,14 +243,14 @@ def _write_orm(step: Step, now: datetime) -> list[tuple[int, int]]:
                 conversation_id=step.conversation_id,
                 client_message_id=step.new_turn_client_id,
                 active_at=now,
+                owner=owner,
+                lease_expires_at=lease_expires_at,
             )
-        elif step.turn_id is not None and (step.touch_turn or step.turn_end is not None):
-            Turn.objects.filter(pk=step.turn_id).update(**_turn_end_fields(step, now))
         ModelCall.objects.bulk_create(
             ModelCall(
-                **dict(zip(_USAGE_COLUMNS.split(", "), _usage_row(step, record, now), strict=True))
+                **dict(zip(_USAGE_COLUMNS.split(", "), _usage_row(step, call, now), strict=True))
             )
-            for record in step.model_calls
+            for call in step.model_calls
         )
         rows = []
         for offset, item in enumerate(step.messages, start=1):

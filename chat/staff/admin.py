@@ -299,5 +299,6 @@ class ModelCallAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ("model_id", "stop_reason", "error")
     list_select_related = ("conversation",)
     date_hierarchy = "created_at"
-    fields = ("conversation", "turn", *list_display)
+    fields = ("conversation", "turn", *list_display, "trace_id")
     readonly_fields = fields
+    search_fields = ("trace_id",)

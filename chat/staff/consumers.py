@@ -49,6 +49,7 @@ from chat.live.frames import (
     message_text,
 )
 from chat.live.handoff import handoff_state
+from chat.live.livelink import LiveLink
 from chat.staff.handoff import (
     handoff_claim,
     handoff_release,
@@ -176,7 +177,7 @@ class StaffConversationConsumer(ChatConsumer):
 INBOX_FRAME_TYPES = {"ping": FrameType(), "refresh": FrameType()}
 
 
-class StaffInboxConsumer(JsonFrameConsumer):
+class StaffInboxConsumer(LiveLink, JsonFrameConsumer):
     joined = False
     not_text = not_json = UNSUPPORTED
 
@@ -188,7 +189,7 @@ class StaffInboxConsumer(JsonFrameConsumer):
         if not await short_query(may_reply)(user):
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        await self.channel_layer.group_add(realtime.INBOX_GROUP, self.channel_name)
+        await self.live_join(realtime.INBOX_GROUP)
         await self.accept()
         self.joined = True
         realtime.websocket_opened()
@@ -198,7 +199,10 @@ class StaffInboxConsumer(JsonFrameConsumer):
         if self.joined:
             self.joined = False
             realtime.websocket_closed()
-            await self.channel_layer.group_discard(realtime.INBOX_GROUP, self.channel_name)
+        await self.live_leave()
+
+    async def live_resumed(self) -> None:
+        await self.send_inbox()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         try:

@@ -1,4 +1,7 @@
-"""The web service: Fargate tasks behind an HTTPS load balancer, scaling, alarms and migrations."""
+"""The web service: Fargate tasks behind an HTTPS load balancer, scaling and migrations.
+
+Its alarms are in ``alarms``, the tracing sidecar in ``collector``.
+"""
 
 from pathlib import Path
 from typing import Any
@@ -6,19 +9,16 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from anycompany_infra.alarms import service_alarms
 from anycompany_infra.auth import AuthStack
+from anycompany_infra.collector import OTEL_ENVIRONMENT, collector_add
 from anycompany_infra.config import (
     CONTAINER_PORT,
     HEALTH_CHECK_PATH,
@@ -29,45 +29,14 @@ from anycompany_infra.config import (
 )
 from anycompany_infra.data import ALB_LOG_PREFIX, REDIS_PORT, DataStack
 from anycompany_infra.nag import acknowledge
-from anycompany_infra.network import BEDROCK_INVOKE_ACTIONS, NetworkStack
+from anycompany_infra.network import NetworkStack
+from anycompany_infra.roles import roles_create
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Each deploy also closes turns that a replaced task left unfinished (only ones idle for longer
 # than a turn can run, so turns still running on old tasks are left alone).
 MIGRATE_COMMAND = "python manage.py migrate --no-input && python manage.py recover_turns"
-DEMO_DATA_COMMAND = f"{MIGRATE_COMMAND} && python manage.py reset_demo_data --if-empty"
-
-# The OpenTelemetry collector next to the app: it receives the app's spans on localhost only and
-# sends them to X-Ray. Pinned, like the app's own dependencies.
-OTEL_COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.45.0"
-OTEL_COLLECTOR_CONFIG = """\
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:13133
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:4318
-processors:
-  batch/traces:
-    timeout: 1s
-    send_batch_size: 50
-exporters:
-  awsxray: {}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch/traces]
-      exporters: [awsxray]
-"""
-OTEL_ENVIRONMENT = {
-    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
-    "OTEL_SERVICE_NAME": "anycompany-support",
-}
 
 MIN_TASKS = 2
 MAX_TASKS = 10
@@ -121,51 +90,8 @@ class ServiceStack(Stack):
             )
 
         # --- Roles -------------------------------------------------------------------------------
-        self.task_role = iam.Role(
-            self,
-            "TaskRole",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="AnyCompany Support web tasks: Bedrock through the VPC endpoint, S3 media, "
-            "X-Ray traces",
-        )
-        self.task_role.add_to_policy(
-            iam.PolicyStatement(
-                sid="InvokeConfiguredModelThroughEndpoint",
-                actions=BEDROCK_INVOKE_ACTIONS,
-                resources=self._model_arns(config),
-                conditions={
-                    "StringEquals": {"aws:sourceVpce": network.bedrock_endpoint.vpc_endpoint_id}
-                },
-            )
-        )
-        # A named export keeps the policy's resource, and so its cdk-nag finding id, stable.
-        assets_arn_export = f"{data.stack_name}-AssetsBucketArn"
-        assets_arn = data.export_value(data.assets_bucket.bucket_arn, name=assets_arn_export)
-        # Static files are in the image and served by the app; the bucket holds media only.
-        self.task_role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ReadWriteMedia",
-                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                resources=[f"{assets_arn}/media/*"],
-            )
-        )
-        # Without ListBucket S3 answers 403 instead of 404 for a missing key, which breaks
-        # django-storages' exists() check.
-        self.task_role.add_to_policy(
-            iam.PolicyStatement(sid="ListAssets", actions=["s3:ListBucket"], resources=[assets_arn])
-        )
-        # The collector sidecar's only call.
-        self.task_role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteTraces", actions=["xray:PutTraceSegments"], resources=["*"]
-            )
-        )
-
-        self.execution_role = iam.Role(
-            self,
-            "ExecutionRole",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="ECS agent: pulls the image, writes logs, reads the injected secrets",
+        self.task_role, self.execution_role = roles_create(
+            self, config=config, network=network, data=data
         )
 
         # --- Container ---------------------------------------------------------------------------
@@ -352,7 +278,13 @@ class ServiceStack(Stack):
         )
 
         # --- Alarms ------------------------------------------------------------------------------
-        self._alarms(config, data)
+        self.alarm_topic = service_alarms(
+            self,
+            alarm_email=config.alarm_email,
+            load_balancer=self.load_balancer,
+            target_group=self.target_group,
+            database=data.database,
+        )
 
         # --- Outputs -----------------------------------------------------------------------------
         subnets = vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids
@@ -390,24 +322,6 @@ class ServiceStack(Stack):
             self, "ServiceSecurityGroupId", value=self.service_security_group.security_group_id
         )
 
-        self._acknowledge_generated_policies(config, assets_arn_export)
-
-    def _model_arns(self, config: DeployConfig) -> list[str]:
-        """Only the configured model: its inference profile and the model in any region it uses."""
-        foundation_model = self.format_arn(
-            service="bedrock",
-            region="*",
-            account="",
-            resource="foundation-model",
-            resource_name=config.foundation_model_id,
-        )
-        if not config.uses_inference_profile:
-            return [foundation_model]
-        profile = self.format_arn(
-            service="bedrock", resource="inference-profile", resource_name=config.bedrock_model_id
-        )
-        return [profile, foundation_model]
-
     def _task_definition(
         self,
         construct_id: str,
@@ -444,31 +358,7 @@ class ServiceStack(Stack):
             essential=True,
         )
         if traced:
-            collector = task_definition.add_container(
-                "otel-collector",
-                image=ecs.ContainerImage.from_registry(OTEL_COLLECTOR_IMAGE),
-                environment={
-                    "AOT_CONFIG_CONTENT": OTEL_COLLECTOR_CONFIG,
-                    "AWS_REGION": self.region,
-                },
-                logging=ecs.LogDrivers.aws_logs(stream_prefix="otel", log_group=self.log_group),
-                health_check=ecs.HealthCheck(
-                    command=["CMD", "/healthcheck"],
-                    interval=Duration.seconds(30),
-                    timeout=Duration.seconds(5),
-                    retries=3,
-                    start_period=Duration.seconds(10),
-                ),
-                memory_reservation_mib=64,
-                memory_limit_mib=256,
-                # Losing traces must never take the app down with it.
-                essential=False,
-            )
-            app.add_container_dependencies(
-                ecs.ContainerDependency(
-                    container=collector, condition=ecs.ContainerDependencyCondition.START
-                )
-            )
+            collector_add(task_definition, app=app, region=self.region, log_group=self.log_group)
         acknowledge(
             task_definition,
             "AwsSolutions-ECS2",
@@ -476,120 +366,3 @@ class ServiceStack(Stack):
             "variables; every credential is injected from Secrets Manager.",
         )
         return task_definition
-
-    def _alarms(self, config: DeployConfig, data: DataStack) -> None:
-        key = kms.Key(
-            self,
-            "AlarmTopicKey",
-            description="Encrypts the AnyCompany Support alarm topic",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        # CloudWatch must be able to publish to the encrypted topic.
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
-            )
-        )
-        self.alarm_topic = sns.Topic(
-            self,
-            "AlarmTopic",
-            display_name="AnyCompany Support alarms",
-            master_key=key,
-            enforce_ssl=True,
-        )
-        if config.alarm_email:
-            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
-        action = cloudwatch_actions.SnsAction(self.alarm_topic)
-
-        lb_metrics = self.load_balancer.metrics
-        five_minutes = Duration.minutes(5)
-        alarms = [
-            cloudwatch.Alarm(
-                self,
-                "LoadBalancer5xx",
-                alarm_description="The load balancer itself answered with 5xx (no healthy task?)",
-                metric=lb_metrics.http_code_elb(
-                    elbv2.HttpCodeElb.ELB_5XX_COUNT, period=five_minutes
-                ),
-                threshold=10,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            cloudwatch.Alarm(
-                self,
-                "Target5xx",
-                alarm_description="The app answered with 5xx",
-                metric=lb_metrics.http_code_target(
-                    elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=five_minutes
-                ),
-                threshold=10,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            cloudwatch.Alarm(
-                self,
-                "UnhealthyTargets",
-                alarm_description="At least one task fails the load balancer health check",
-                metric=self.target_group.metrics.unhealthy_host_count(
-                    statistic=cloudwatch.Stats.MAXIMUM, period=Duration.minutes(1)
-                ),
-                threshold=1,
-                evaluation_periods=3,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            cloudwatch.Alarm(
-                self,
-                "DatabaseCpu",
-                alarm_description="PostgreSQL CPU above 80% for 15 minutes",
-                metric=data.database.metric_cpu_utilization(period=five_minutes),
-                threshold=80,
-                evaluation_periods=3,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            ),
-            cloudwatch.Alarm(
-                self,
-                "DatabaseFreeStorage",
-                alarm_description="PostgreSQL has less than 2 GiB of free storage",
-                metric=data.database.metric_free_storage_space(period=five_minutes),
-                threshold=2 * 1024**3,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-            ),
-        ]
-        for alarm in alarms:
-            alarm.add_alarm_action(action)
-            alarm.add_ok_action(action)
-
-    def _acknowledge_generated_policies(self, config: DeployConfig, assets_arn_export: str) -> None:
-        acknowledge(
-            self.task_role,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/"
-            f"{config.foundation_model_id}]",
-            "Cross-region inference serves the configured model from any region of its "
-            "geography, so the foundation model ARN cannot name one region.",
-        )
-        acknowledge(
-            self.task_role,
-            f"AwsSolutions-IAM5[Resource::{assets_arn_export}/media/*]",
-            "django-storages reads and writes objects with generated names, so access is "
-            "granted to the whole media/ prefix of the app's own bucket.",
-        )
-        acknowledge(
-            self.task_role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray's PutTraceSegments does not support resource-level permissions, so the "
-            "collector sidecar's only permission is granted on every resource.",
-        )
-        acknowledge(
-            self.execution_role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken does not support resource-level permissions, so the ECS "
-            "agent's image pull needs it on every resource.",
-        )

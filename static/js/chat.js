@@ -422,6 +422,12 @@ function handle(event) {
     case "handoff":
       showHandoff(event.status, event.agent_name);
       break;
+    case "live":
+      // Live updates (the server's channel layer) stopped or came back; the socket stayed open
+      // and messages are still answered, so only the connection line says so.
+      if (event.state === "paused") link?.show("paused", event.text);
+      else link?.show("online", "Connected");
+      break;
     case "handoff_requested":
       talkButton.disabled = false;
       break;
