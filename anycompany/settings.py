@@ -336,6 +336,8 @@ BEDROCK_MAX_ATTEMPTS = env_int("BEDROCK_MAX_ATTEMPTS", 3, minimum=1)
 
 # Turns run on a dedicated executor so a slow model call never blocks another socket.
 CHAT_MAX_CONCURRENT_TURNS = env_int("CHAT_MAX_CONCURRENT_TURNS", 32, minimum=1)
+# Past this estimate, a model call carries only the latest turns (chat/engine/budget.py).
+CHAT_CONTEXT_BUDGET_TOKENS = env_int("CHAT_CONTEXT_BUDGET_TOKENS", 12000, minimum=0)
 CHAT_MAX_MODEL_CALLS_PER_TURN = env_int("CHAT_MAX_MODEL_CALLS_PER_TURN", 8, minimum=1)
 CHAT_TURN_DEADLINE_SECONDS = env_float("CHAT_TURN_DEADLINE_SECONDS", 120.0, minimum=1.0)
 # A running turn's owner renews its lease every third of this; a turn whose lease lapsed (its

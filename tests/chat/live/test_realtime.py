@@ -1,8 +1,20 @@
 """How turn events are packed for the channel layer."""
 
+import asyncio
 from typing import Any
 
-from chat.live.realtime import EVENT, MESSAGE, coalesce, group_message
+from channels.layers import InMemoryChannelLayer
+
+from chat.live.realtime import (
+    EVENT,
+    MESSAGE,
+    TurnTrail,
+    coalesce,
+    group_message,
+    metrics,
+    start_turn,
+    turn_executor_shutdown,
+)
 
 
 def test_a_stored_message_travels_as_its_event_with_its_seq() -> None:
@@ -44,3 +56,30 @@ def test_stored_messages_are_never_merged() -> None:
         {"type": MESSAGE, "event": events[1]},
         {"type": EVENT, "event": events[2]},
     ]
+
+
+async def test_a_turn_that_raises_still_ends_and_leaves_nothing_in_flight() -> None:
+    layer = InMemoryChannelLayer()
+    channel = await layer.new_channel()
+    await layer.group_add("conversation.x", channel)
+    done: list[Any] = []
+
+    def job(*, emit: Any) -> bool:
+        emit({"type": "delta", "turn": "t", "text": "Hel"})
+        raise RuntimeError("a bug in the turn")
+
+    async def on_done(result: Any, trail: TurnTrail) -> None:
+        done.append(result)
+
+    try:
+        task = start_turn(
+            job, layer=layer, group="conversation.x", channel=channel, on_done=on_done
+        )
+        await asyncio.wait_for(task, timeout=10)
+    finally:
+        turn_executor_shutdown()
+
+    assert done == [None]
+    assert metrics()["turns_in_flight"] == 0
+    received = [await layer.receive(channel), await layer.receive(channel)]
+    assert [message["event"]["type"] for message in received] == ["delta", "error"]
