@@ -73,6 +73,9 @@ ADDRESS_LIMIT_TEXT = (
 )
 
 
+COUNTERS_UNAVAILABLE_TEXT = "Sign-in is unavailable for a moment. Please try again in a minute."
+
+
 class SignInForm(AuthenticationForm):
     """Username or a customer's email, and a password; throttled per account and per address."""
 
@@ -89,10 +92,16 @@ class SignInForm(AuthenticationForm):
             return super().clean()
         username = account_username(name)
         address = self._client_address()
-        hits = [
-            throttle.hit(_account_limit(), username.casefold()),
-            throttle.hit(_address_limit(), address),
-        ]
+        try:
+            hits = [
+                throttle.hit(_account_limit(), username.casefold()),
+                throttle.hit(_address_limit(), address),
+            ]
+        except throttle.CounterUnavailable:
+            # Fails closed: without the counts, password guessing would go unthrottled. People
+            # already signed in are not affected (sessions live in the database).
+            logger.warning("Sign-in refused: the attempt counters (cache) are unavailable")
+            raise ValidationError(COUNTERS_UNAVAILABLE_TEXT, code="unavailable") from None
         account_hit, address_hit = hits
         for hit, text in ((account_hit, ACCOUNT_LIMIT_TEXT), (address_hit, ADDRESS_LIMIT_TEXT)):
             if hit.over:

@@ -1,7 +1,8 @@
 """Attempt counters in Django's cache, and the client address they are kept per.
 
 The cache is Redis whenever ``REDIS_URL`` is set, so every process shares one count; without it
-(``make run``, a single process) the local-memory cache is enough.
+(``make run``, a single process) the local-memory cache is enough. While Redis is unavailable
+``hit`` raises ``CounterUnavailable``: each caller decides whether to fail open or closed.
 """
 
 import contextlib
@@ -13,6 +14,11 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
+
+
+class CounterUnavailable(Exception):
+    """The cache that keeps the counts cannot be reached: nothing was counted."""
 
 
 @dataclass(frozen=True)
@@ -59,22 +65,26 @@ def hit(limit: Limit, subject: str, *, now: float | None = None) -> Hit:
     now = time.time() if now is None else now
     window_start = int(now // limit.window) * limit.window
     key = _cache_key(limit, subject, window_start)
-    # add() is a no-op when the key exists, so concurrent first attempts share one counter.
-    cache.add(key, 0, timeout=limit.window * 2)
     try:
-        count = cache.incr(key)
-    except ValueError:
-        # Evicted between add() and incr().
-        cache.set(key, 1, timeout=limit.window * 2)
-        count = 1
+        # add() is a no-op when the key exists, so concurrent first attempts share one counter.
+        cache.add(key, 0, timeout=limit.window * 2)
+        try:
+            count = cache.incr(key)
+        except ValueError:
+            # Evicted between add() and incr().
+            cache.set(key, 1, timeout=limit.window * 2)
+            count = 1
+    except RedisError as error:
+        raise CounterUnavailable(str(error)) from error
     retry_after = max(math.ceil(window_start + limit.window - now), 1)
     return Hit(key=key, count=count, limit=limit, retry_after=retry_after)
 
 
 def refund(hit: Hit) -> None:
     """Takes back an attempt that turned out not to count (a successful sign-in)."""
-    # ValueError: expired meanwhile, nothing left to take back.
-    with contextlib.suppress(ValueError):
+    # ValueError: expired meanwhile, nothing left to take back; RedisError: the count is gone
+    # with the server, or is taken back by the window's end.
+    with contextlib.suppress(ValueError, RedisError):
         cache.decr(hit.key)
 
 

@@ -14,6 +14,7 @@ leaves.
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
@@ -30,17 +31,22 @@ from chat.live.frames import (
     NOT_AN_OBJECT,
     NOT_JSON,
     NOT_TEXT,
+    TOO_DEEP,
     UNKNOWN_TYPE,
     FrameError,
     FrameType,
+    after_seq_parse,
     customer_frame_types,
     frame_parse,
     frame_size_limit,
+    nesting_depth_over,
     too_long,
 )
 from chat.live.handoff import HandoffRefused, conversation_held, handoff_request
 from chat.live.livelink import LiveLink
 from chat.live.turns import action_decide, turn_submit
+
+logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -52,10 +58,17 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
 
     not_text: FrameError = NOT_TEXT
     not_json: FrameError = NOT_JSON
+    too_deep: FrameError = TOO_DEEP
 
     def frame_limit(self) -> tuple[int, FrameError] | None:
         """The longest text frame decoded, and the error for a longer one (None: no limit)."""
         return None
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        if isinstance(content, dict) and content.get("type") == "error" and content.get("code"):
+            # Every refusal of a frame (unreadable, too long, over a limit) is one line: its code.
+            logger.info("Frame refused: %s", content["code"], extra={"refused": content["code"]})
+        await super().send_json(content, close)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         limit = self.frame_limit()
@@ -68,6 +81,12 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
                 content = await self.decode_json(text_data)
             except ValueError:
                 await self.send_json(self.not_json.event())
+                return
+            except RecursionError:
+                await self.send_json(self.too_deep.event())
+                return
+            if nesting_depth_over(content):
+                await self.send_json(self.too_deep.event())
                 return
             await self.receive_json(content)
 
@@ -106,9 +125,14 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         await self.accept()
         self.counted = True
         realtime.websocket_opened()
+        logger.info("Socket opened")
         await sweep.socket_opened(self.conversation.pk, self.channel_layer)
         await self.opened()
-        after_seq = _query_int(self.scope, "after_seq")
+        try:
+            after_seq = query_after_seq(self.scope)
+        except FrameError as error:
+            await self.send_json(error.event())
+            return
         if after_seq is not None:
             await self.send_stored(after_seq)
 
@@ -123,6 +147,7 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         if getattr(self, "counted", False):
             self.counted = False
             realtime.websocket_closed()
+            logger.info("Socket closed (%s)", code, extra={"close_code": code})
         await self.live_leave()
 
     # --- Frames ---------------------------------------------------------------------------------
@@ -332,8 +357,10 @@ def refusals_as_errors(job: Any, /, *, emit: Any, **kwargs: Any) -> Any:
     return None
 
 
-def _query_int(scope: dict[str, Any], name: str) -> int | None:
-    values = parse_qs(scope.get("query_string", b"").decode("latin1")).get(name)
-    if not values or not values[-1].isdigit():
-        return None
-    return int(values[-1])
+def query_after_seq(scope: dict[str, Any]) -> int | None:
+    """The handshake's ``?after_seq=`` (None when absent).
+
+    Raises: ``FrameError`` when it is not a seq.
+    """
+    values = parse_qs(scope.get("query_string", b"").decode("latin1")).get("after_seq")
+    return after_seq_parse(values[-1]) if values else None

@@ -81,6 +81,11 @@ def staff_frame_types(max_chars: int) -> dict[str, FrameType]:
             errors={
                 "text": FrameError("text_required", "Please type a message before sending."),
                 "text.maxLength": staff_too_long(max_chars),
+                "text.not": FrameError(
+                    "invalid_characters",
+                    "This message contains a character that can't be stored (a control "
+                    "character or a broken emoji). Please remove it and send again.",
+                ),
                 "client_message_id": FrameError(
                     "invalid_client_message_id", "Please reload the page and try again."
                 ),
@@ -96,7 +101,7 @@ def staff_frame_types(max_chars: int) -> dict[str, FrameType]:
 class StaffConversationConsumer(ChatConsumer):
     """The customer's socket, relaying the same group, with an agent's actions instead."""
 
-    not_text = not_json = UNREADABLE
+    not_text = not_json = too_deep = UNREADABLE
 
     async def load_conversation(self, user: Any, conversation_id: str) -> Any:
         # Any customer's conversation, for an agent with the reply permission.
@@ -179,7 +184,7 @@ INBOX_FRAME_TYPES = {"ping": FrameType(), "refresh": FrameType()}
 
 class StaffInboxConsumer(LiveLink, JsonFrameConsumer):
     joined = False
-    not_text = not_json = UNSUPPORTED
+    not_text = not_json = too_deep = UNSUPPORTED
 
     async def connect(self) -> None:
         user = self.scope.get("user")

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.models import User
+from django.core.cache import caches
 from django.test import Client
 
 from orders.models import Customer
-from tests.chat.sockets import app_server
+from tests.chat.sockets import app_server, free_port
 from tests.conftest import make_customer, make_login
 
 if TYPE_CHECKING:
@@ -169,6 +170,25 @@ def test_without_a_trusted_proxy_forwarded_for_is_ignored(alice: Customer, setti
     client, response = sign_in("alice_liddell", PASSWORD, address="198.51.100.40")
     assert signed_in(client) is None
     assert "from your network" in errors(response)
+
+
+def test_while_the_counters_are_unavailable_sign_in_fails_closed_with_a_clear_error(
+    alice: Customer, settings: Any
+) -> None:
+    # Nothing listens on this port: the cache (Redis) is down.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        }
+    }
+    caches.close_all()
+
+    client, response = sign_in("alice_liddell", PASSWORD)
+
+    assert response.status_code == 200
+    assert "Sign-in is unavailable for a moment" in errors(response)
+    assert signed_in(client) is None
 
 
 @pytest.fixture(scope="module")
