@@ -310,7 +310,16 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         """Before this socket's own turn is reported done: what the layer lost or has yet to
         deliver of it, so the page never hears "submitted" before the turn's reply and end."""
         if self.sent_seq is not None and trail.last_seq > self.sent_seq:
-            await self.send_stored()
+            async with self.send_lock:
+                missed = trail.messages_after(self.sent_seq)
+                if missed is not None:
+                    # Still on their way through the layer (or lost): sent from the turn itself;
+                    # the layer's copies are then repeats and skipped.
+                    for event in missed:
+                        await self.send_json(event)
+                    self.sent_seq = trail.last_seq
+            if missed is None:
+                await self.send_stored()
         ended = trail.ended
         if ended is not None and ended["turn"] not in self.ended_turns:
             self.ended_turns.add(ended["turn"])

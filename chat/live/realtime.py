@@ -27,7 +27,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, Any
 
@@ -106,12 +106,22 @@ class TurnTrail:
 
     last_seq: int = 0
     ended: dict[str, Any] | None = None
+    # The "message" events of the messages the turn stored, in seq order.
+    messages: list[dict[str, Any]] = field(default_factory=list)
 
     def saw(self, event: dict[str, Any]) -> None:
         if event.get("type") == "message" and isinstance(event.get("seq"), int):
             self.last_seq = max(self.last_seq, event["seq"])
+            self.messages.append(event)
         elif event.get("type") == "turn" and event.get("state") == "ended":
             self.ended = event
+
+    def messages_after(self, seq: int) -> list[dict[str, Any]] | None:
+        """The turn's messages after ``seq`` when they follow it without a gap, else None
+        (someone else stored a message in between: the database has it)."""
+        after = [event for event in self.messages if event["seq"] > seq]
+        expected = list(range(seq + 1, seq + 1 + len(after)))
+        return after if [event["seq"] for event in after] == expected else None
 
 
 class GroupEmitter:
