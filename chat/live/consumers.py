@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,6 +26,7 @@ from django.core.exceptions import PermissionDenied
 
 from anycompany import logcontext
 from chat.live import limits, realtime, sweep
+from chat.live.access import CLOSE_FORBIDDEN, CLOSE_SESSION_ENDED, SessionBound
 from chat.live.conversations import ConversationNotFound, conversation_get, events_since
 from chat.live.dbcalls import short_query
 from chat.live.frames import (
@@ -42,15 +44,19 @@ from chat.live.frames import (
     nesting_depth_over,
     too_long,
 )
-from chat.live.handoff import HandoffRefused, conversation_held, handoff_request
+from chat.live.handoff import HandoffRefused, conversation_held, handoff_request, turn_running
 from chat.live.livelink import LiveLink
+from chat.live.relay import StoredRelay
 from chat.live.turns import action_decide, turn_submit
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
+# Refusals are sent after the handshake is accepted: refused before it, daphne answers HTTP 403
+# and the browser only ever sees 1006, never the code its page explains.
+CLOSE_UNAUTHENTICATED = CLOSE_SESSION_ENDED
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY = 4429
+HANDOFF_POLL_SECONDS = 0.25
 
 
 class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
@@ -91,7 +97,13 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
             await self.receive_json(content)
 
 
-class ChatConsumer(LiveLink, JsonFrameConsumer):
+async def refuse_with(consumer: AsyncJsonWebsocketConsumer, code: int) -> None:
+    """Accepts the handshake, then closes with ``code``, so the page learns why."""
+    await consumer.accept()
+    await consumer.close(code=code)
+
+
+class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
     conversation: Any
     group: str
     # The highest seq of a stored message this socket has sent; None until the client says
@@ -104,19 +116,23 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         # Turns whose "ended" event this socket has sent (from the layer or from the turn).
         self.ended_turns: set[str] = set()
         self.send_lock = asyncio.Lock()
+        self.handoff_tasks: set[asyncio.Task[None]] = set()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await refuse_with(self, CLOSE_UNAUTHENTICATED)
+            return
+        if not await connect_allowed(user):
+            await refuse_with(self, CLOSE_TOO_MANY)
             return
         try:
             self.conversation = await self.load_conversation(
                 user, self.scope["url_route"]["kwargs"]["conversation_id"]
             )
         except ConversationNotFound:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await refuse_with(self, CLOSE_NOT_FOUND)
             return
         except PermissionDenied:
-            await self.close(code=CLOSE_FORBIDDEN)
+            await refuse_with(self, CLOSE_FORBIDDEN)
             return
         # For the rest of this connection's task: its log lines and its turns carry the id.
         logcontext.bind_rest(conversation_id=self.conversation.pk)
@@ -125,6 +141,8 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         await self.accept()
         self.counted = True
         realtime.websocket_opened()
+        if not await self.session_bind():
+            return
         logger.info("Socket opened")
         await sweep.socket_opened(self.conversation.pk, self.channel_layer)
         await self.opened()
@@ -148,6 +166,7 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
             self.counted = False
             realtime.websocket_closed()
             logger.info("Socket closed (%s)", code, extra={"close_code": code})
+        self.session_unbind()
         await self.live_leave()
 
     # --- Frames ---------------------------------------------------------------------------------
@@ -176,16 +195,31 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         kind = frame["type"]
         if kind == "ping":
             await self.send_json({"type": "pong"})
+        elif not await self.still_allowed():
+            return
         elif kind == "resume":
-            await self.send_stored(int(frame.get("after_seq", 0)))
+            if await self.limit_allows(limits.resume_hit):
+                await self.send_stored(int(frame.get("after_seq", 0)))
         elif kind == "send":
             await self.start_send(frame["text"], frame["client_message_id"])
         elif kind == "decide":
             await self.start_decide(frame["action_id"].lower(), frame["approve"])
         elif kind == "handoff":
-            await self.start_handoff()
+            # Waits for a running turn: in a task, so this socket keeps relaying the turn.
+            task = asyncio.create_task(self.start_handoff())
+            self.handoff_tasks.add(task)
+            task.add_done_callback(self.handoff_tasks.discard)
 
     # --- Turns ----------------------------------------------------------------------------------
+
+    async def limit_allows(self, hit: Callable[..., None]) -> bool:
+        """Counts one attempt against ``hit``'s limit; over it, an "error" frame says why."""
+        try:
+            await short_query(hit)(user_id=self.scope["user"].pk)
+        except limits.LimitExceeded as refused:
+            await self.send_json(refused_event(refused))
+            return False
+        return True
 
     async def limits_allow(self) -> bool:
         try:
@@ -197,14 +231,7 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
                     user_id=self.scope["user"].pk, customer_id=self.conversation.customer_id
                 )
         except limits.LimitExceeded as refused:
-            await self.send_json(
-                {
-                    "type": "error",
-                    "code": refused.code,
-                    "text": refused.message,
-                    "retryable": refused.retryable,
-                }
-            )
+            await self.send_json(refused_event(refused))
             return False
         return True
 
@@ -265,6 +292,16 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         )
 
     async def start_handoff(self) -> None:
+        # A person takes over once the assistant's turn has ended, never in the middle of it.
+        # Polled: the turn may run in another process, and its end is in the database.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.CHAT_TURN_DEADLINE_SECONDS + 10
+        for _ in iter(lambda: loop.time() < deadline, False):
+            if not await short_query(turn_running)(conversation_id=self.conversation.pk):
+                break
+            await asyncio.sleep(HANDOFF_POLL_SECONDS)
+        if not await self.still_allowed():
+            return
         requested = await realtime.run_step(
             partial(
                 refusals_as_errors,
@@ -306,38 +343,6 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         # Messages sent while the layer was away are lost; the database has every one.
         await self.send_stored()
 
-    async def turn_over(self, trail: realtime.TurnTrail) -> None:
-        """Before this socket's own turn is reported done: what the layer lost or has yet to
-        deliver of it, so the page never hears "submitted" before the turn's reply and end."""
-        if self.sent_seq is not None and trail.last_seq > self.sent_seq:
-            async with self.send_lock:
-                missed = trail.messages_after(self.sent_seq)
-                if missed is not None:
-                    # Still on their way through the layer (or lost): sent from the turn itself;
-                    # the layer's copies are then repeats and skipped.
-                    for event in missed:
-                        await self.send_json(event)
-                    self.sent_seq = trail.last_seq
-            if missed is None:
-                await self.send_stored()
-        ended = trail.ended
-        if ended is not None and ended["turn"] not in self.ended_turns:
-            self.ended_turns.add(ended["turn"])
-            await self.send_json(ended)
-
-    async def chat_message(self, message: dict[str, Any]) -> None:
-        """A stored message from the layer: relayed as is when it is the next seq; after a gap
-        (a message the layer dropped) the missing ones are read from the database."""
-        event = message["event"]
-        async with self.send_lock:
-            if self.sent_seq is None or event["seq"] <= self.sent_seq:
-                return  # before the client said where it is (its resume sends it), or a repeat
-            if event["seq"] == self.sent_seq + 1:
-                await self.send_json(event)
-                self.sent_seq = event["seq"]
-                return
-        await self.send_stored()
-
     async def chat_event(self, message: dict[str, Any]) -> None:
         event = message["event"]
         if event.get("type") == "turn" and event.get("state") == "ended":
@@ -348,6 +353,20 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
             # Which staff account holds the conversation is none of the customer's business.
             event = {key: value for key, value in event.items() if key != "agent_id"}
         await self.send_json(event)
+
+
+def refused_event(refused: limits.LimitExceeded) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "code": refused.code,
+        "text": refused.message,
+        "retryable": refused.retryable,
+    }
+
+
+async def connect_allowed(user: Any) -> bool:
+    """Counts a socket connection of ``user`` (``CHAT_CONNECTS_PER_MINUTE``)."""
+    return not await short_query(limits.over_limit)(limits.connect_hit, user_id=user.pk)
 
 
 def refusals_as_errors(job: Any, /, *, emit: Any, **kwargs: Any) -> Any:

@@ -22,7 +22,7 @@ from chat.engine.client import ModelBusy
 from chat.live import realtime
 from chat.live.conversations import conversation_start
 from chat.live.engine_config import bedrock_client_reset
-from chat.live.turns import action_decide
+from chat.live.turns import action_decide, turn_submit
 from chat.models import Conversation, ModelCall, PendingAction, Turn
 from orders.models import Customer
 from tests.chat.bedrock_standin import (
@@ -428,3 +428,26 @@ def test_an_approved_cancellation_is_logged_and_traced_within_its_turn(
     for line in lines:
         assert line["turn_id"] == str(action.turn_id)
         assert line["conversation_id"] == str(conversation.pk)
+
+
+def test_a_message_that_runs_no_turn_is_a_not_run_span_and_one_line(
+    conversation: Conversation, alice: Customer, captured: Captured
+) -> None:
+    connections.close_all()
+    with telemetry.in_memory_tracing() as exporter:
+        accepted = turn_submit(
+            conversation=conversation,
+            user=user_of(alice),
+            text="   ",
+            client_message_id=str(uuid.uuid4()),
+            emit=Recorder(),
+        )
+        spans = list(exporter.get_finished_spans())
+
+    assert accepted is False
+    (turn,) = [span for span in spans if span.name == "chat.turn"]
+    assert (turn.attributes or {})["chat.turn.outcome"] == "not_run"
+    (line,) = [line for line in captured.json_lines() if line["logger"] == "chat.live.observe"]
+    assert line["event"] == "Message not accepted: Please type a message before sending."
+    assert line["retryable"] is False
+    assert line["conversation_id"] == str(conversation.pk)
