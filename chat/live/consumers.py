@@ -120,7 +120,7 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         self.counted = True
         realtime.websocket_opened()
         logger.info("Socket opened")
-        await sweep.socket_opened(self.conversation.pk, self.channel_layer)
+        sweep.sweeper_ensure(self.channel_layer)
         await self.opened()
         after_seq = _query_int(self.scope, "after_seq")
         if after_seq is not None:
