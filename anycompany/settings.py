@@ -376,12 +376,14 @@ CHAT_TURN_DEADLINE_SECONDS = env_float("CHAT_TURN_DEADLINE_SECONDS", 120.0, mini
 CHAT_TURN_LEASE_SECONDS = env_float("CHAT_TURN_LEASE_SECONDS", 10.0, minimum=3.0)
 CHAT_MESSAGE_MAX_CHARS = env_int("CHAT_MESSAGE_MAX_CHARS", 4000, minimum=1)
 CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 20, minimum=1)
+CHAT_RESUMES_PER_MINUTE = env_int("CHAT_RESUMES_PER_MINUTE", 60, minimum=1)
+CHAT_CONNECTS_PER_MINUTE = env_int("CHAT_CONNECTS_PER_MINUTE", 60, minimum=1)
+CHAT_CONVERSATIONS_PER_HOUR = env_int("CHAT_CONVERSATIONS_PER_HOUR", 30, minimum=1)
 CHAT_DAILY_TOKEN_BUDGET = env_int("CHAT_DAILY_TOKEN_BUDGET", 500_000, minimum=0)
 
 # --- Backoffice -------------------------------------------------------------------------------
 
-# Conversations whose last activity is older than this many days are deleted by
-# `manage.py purge_conversations` (0 keeps them forever). Orders and their audit trail stay.
+# Days of inactivity after which `manage.py purge_conversations` deletes a conversation (0: never).
 CONVERSATION_RETENTION_DAYS = env_int("CONVERSATION_RETENTION_DAYS", 365, minimum=0)
 # US dollars per million tokens, for the cost estimates in the admin and the dashboard only.
 BEDROCK_PRICE_INPUT_PER_MTOK = env_decimal(

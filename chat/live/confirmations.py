@@ -11,6 +11,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from anycompany import logcontext
 from chat.engine.registry import BoundTools
 from chat.engine.toolcalls import complete_pending
 from chat.engine.types import PendingConfirmation, ToolOutcome
@@ -79,7 +80,9 @@ def pending_action_decide(
     lock, so the call runs at most once.
     """
     if decision is True:
-        outcome = tools.run_confirmed(action.tool_name, action.tool_input)
+        # The call belongs to the turn that asked for it, whichever turn runs it.
+        with logcontext.bind(turn_id=action.turn_id):
+            outcome = tools.run_confirmed(action.tool_name, action.tool_input)
         action.state = PendingActionState.APPROVED
     elif decision is False:
         outcome = ToolOutcome("error", KEPT_TEXT)

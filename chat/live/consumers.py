@@ -27,28 +27,35 @@ from django.core.exceptions import PermissionDenied
 
 from anycompany import logcontext
 from chat.live import limits, realtime, sweep
+from chat.live.access import CLOSE_FORBIDDEN, CLOSE_SESSION_ENDED, SessionBound
 from chat.live.conversations import ConversationNotFound, conversation_get, events_since
 from chat.live.frames import (
     NOT_AN_OBJECT,
     NOT_JSON,
     NOT_TEXT,
+    TOO_DEEP,
     UNKNOWN_TYPE,
     FrameError,
     FrameType,
+    after_seq_parse,
     customer_frame_types,
     frame_parse,
     frame_size_limit,
+    nesting_depth_over,
     too_long,
 )
-from chat.live.handoff import HandoffRefused, conversation_held, handoff_request
+from chat.live.handoff import HandoffRefused, conversation_held, handoff_request, turn_running
 from chat.live.livelink import LiveLink
 from chat.live.turns import action_decide, turn_submit
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
+# Refusals are sent after the handshake is accepted: refused before it, daphne answers HTTP 403
+# and the browser only ever sees 1006, never the code its page explains.
+CLOSE_UNAUTHENTICATED = CLOSE_SESSION_ENDED
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY = 4429
+HANDOFF_POLL_SECONDS = 0.25
 
 
 def short_query(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -61,6 +68,7 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
 
     not_text: FrameError = NOT_TEXT
     not_json: FrameError = NOT_JSON
+    too_deep: FrameError = TOO_DEEP
 
     def frame_limit(self) -> tuple[int, FrameError] | None:
         """The longest text frame decoded, and the error for a longer one (None: no limit)."""
@@ -84,10 +92,22 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
             except ValueError:
                 await self.send_json(self.not_json.event())
                 return
+            except RecursionError:
+                await self.send_json(self.too_deep.event())
+                return
+            if nesting_depth_over(content):
+                await self.send_json(self.too_deep.event())
+                return
             await self.receive_json(content)
 
 
-class ChatConsumer(LiveLink, JsonFrameConsumer):
+async def refuse_with(consumer: AsyncJsonWebsocketConsumer, code: int) -> None:
+    """Accepts the handshake, then closes with ``code``, so the page learns why."""
+    await consumer.accept()
+    await consumer.close(code=code)
+
+
+class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
     conversation: Any
     group: str
     # The highest seq of a stored message this socket has sent; None until the client says
@@ -98,19 +118,23 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         self.counted = False
         self.sent_seq = None
         self.send_lock = asyncio.Lock()
+        self.handoff_tasks: set[asyncio.Task[None]] = set()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await refuse_with(self, CLOSE_UNAUTHENTICATED)
+            return
+        if not await connect_allowed(user):
+            await refuse_with(self, CLOSE_TOO_MANY)
             return
         try:
             self.conversation = await self.load_conversation(
                 user, self.scope["url_route"]["kwargs"]["conversation_id"]
             )
         except ConversationNotFound:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await refuse_with(self, CLOSE_NOT_FOUND)
             return
         except PermissionDenied:
-            await self.close(code=CLOSE_FORBIDDEN)
+            await refuse_with(self, CLOSE_FORBIDDEN)
             return
         # For the rest of this connection's task: its log lines and its turns carry the id.
         logcontext.bind_rest(conversation_id=self.conversation.pk)
@@ -119,10 +143,16 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         await self.accept()
         self.counted = True
         realtime.websocket_opened()
+        if not await self.session_bind():
+            return
         logger.info("Socket opened")
         sweep.sweeper_ensure(self.channel_layer)
         await self.opened()
-        after_seq = _query_int(self.scope, "after_seq")
+        try:
+            after_seq = query_after_seq(self.scope)
+        except FrameError as error:
+            await self.send_json(error.event())
+            return
         if after_seq is not None:
             await self.send_stored(after_seq)
 
@@ -138,6 +168,7 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
             self.counted = False
             realtime.websocket_closed()
             logger.info("Socket closed (%s)", code, extra={"close_code": code})
+        self.session_unbind()
         await self.live_leave()
 
     # --- Frames ---------------------------------------------------------------------------------
@@ -166,16 +197,31 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         kind = frame["type"]
         if kind == "ping":
             await self.send_json({"type": "pong"})
+        elif not await self.still_allowed():
+            return
         elif kind == "resume":
-            await self.send_stored(int(frame.get("after_seq", 0)))
+            if await self.limit_allows(limits.resume_hit):
+                await self.send_stored(int(frame.get("after_seq", 0)))
         elif kind == "send":
             await self.start_send(frame["text"], frame["client_message_id"])
         elif kind == "decide":
             await self.start_decide(frame["action_id"].lower(), frame["approve"])
         elif kind == "handoff":
-            await self.start_handoff()
+            # Waits for a running turn: in a task, so this socket keeps relaying the turn.
+            task = asyncio.create_task(self.start_handoff())
+            self.handoff_tasks.add(task)
+            task.add_done_callback(self.handoff_tasks.discard)
 
     # --- Turns ----------------------------------------------------------------------------------
+
+    async def limit_allows(self, hit: Callable[..., None]) -> bool:
+        """Counts one attempt against ``hit``'s limit; over it, an "error" frame says why."""
+        try:
+            await short_query(hit)(user_id=self.scope["user"].pk)
+        except limits.LimitExceeded as refused:
+            await self.send_json(refused_event(refused))
+            return False
+        return True
 
     async def limits_allow(self) -> bool:
         try:
@@ -187,14 +233,7 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
                     user_id=self.scope["user"].pk, customer_id=self.conversation.customer_id
                 )
         except limits.LimitExceeded as refused:
-            await self.send_json(
-                {
-                    "type": "error",
-                    "code": refused.code,
-                    "text": refused.message,
-                    "retryable": refused.retryable,
-                }
-            )
+            await self.send_json(refused_event(refused))
             return False
         return True
 
@@ -256,6 +295,16 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         )
 
     async def start_handoff(self) -> None:
+        # A person takes over once the assistant's turn has ended, never in the middle of it.
+        # Polled: the turn may run in another process, and its end is in the database.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.CHAT_TURN_DEADLINE_SECONDS + 10
+        for _ in iter(lambda: loop.time() < deadline, False):
+            if not await short_query(turn_running)(conversation_id=self.conversation.pk):
+                break
+            await asyncio.sleep(HANDOFF_POLL_SECONDS)
+        if not await self.still_allowed():
+            return
         requested = await realtime.run_step(
             partial(
                 refusals_as_errors,
@@ -309,6 +358,20 @@ class ChatConsumer(LiveLink, JsonFrameConsumer):
         await self.send_json(event)
 
 
+def refused_event(refused: limits.LimitExceeded) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "code": refused.code,
+        "text": refused.message,
+        "retryable": refused.retryable,
+    }
+
+
+async def connect_allowed(user: Any) -> bool:
+    """Counts a socket connection of ``user`` (``CHAT_CONNECTS_PER_MINUTE``)."""
+    return not await short_query(limits.over_limit)(limits.connect_hit, user_id=user.pk)
+
+
 def refusals_as_errors(job: Any, /, *, emit: Any, **kwargs: Any) -> Any:
     """Runs a handoff step; a refusal becomes an "error" event for the socket that asked."""
     try:
@@ -325,8 +388,10 @@ def refusals_as_errors(job: Any, /, *, emit: Any, **kwargs: Any) -> Any:
     return None
 
 
-def _query_int(scope: dict[str, Any], name: str) -> int | None:
-    values = parse_qs(scope.get("query_string", b"").decode("latin1")).get(name)
-    if not values or not values[-1].isdigit():
-        return None
-    return int(values[-1])
+def query_after_seq(scope: dict[str, Any]) -> int | None:
+    """The handshake's ``?after_seq=`` (None when absent).
+
+    Raises: ``FrameError`` when it is not a seq.
+    """
+    values = parse_qs(scope.get("query_string", b"").decode("latin1")).get("after_seq")
+    return after_seq_parse(values[-1]) if values else None

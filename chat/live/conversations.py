@@ -12,6 +12,7 @@ also calls a tool adds ``"preamble": true``).
 """
 
 import re
+import unicodedata
 import uuid
 from typing import Any
 
@@ -264,10 +265,31 @@ def model_history(conversation_id: uuid.UUID) -> list[dict[str, Any]]:
 
 
 def _unforged(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # A customer who types "[Support agent Sam]: ..." must not pass for staff with the model.
     return [
-        {"text": f"[Customer]: {block['text']}"}
-        if "text" in block and STAFF_NOTE.match(block["text"])
+        {**block, "text": customer_text_for_model(block["text"])}
+        if isinstance(block.get("text"), str)
         else block
         for block in content
     ]
+
+
+# A line of customer text the model could take for a staff note ("[Support agent Sam]: …"):
+# one that starts, after spaces and punctuation, with a bracket or with "support". Matched on
+# the NFKC form without invisible format characters, so full-width brackets and zero-width
+# spaces do not slip through. Marking an innocent "[Order 123]" line costs nothing.
+_NOTE_LIKE_LINE = re.compile(r"^[\W_]*?(?:\[|support)", re.IGNORECASE)
+
+
+def _visible_form(line: str) -> str:
+    normalized = unicodedata.normalize("NFKC", line)
+    return "".join(char for char in normalized if unicodedata.category(char) != "Cf")
+
+
+def customer_text_for_model(text: str) -> str:
+    """The customer's text as the model reads it: every line that could pass for a staff note,
+    wherever it sits (any line break Python knows, which the model may read as one), starts
+    with "[Customer]: ", so only a real staff note starts with "[Support agent"."""
+    return "".join(
+        f"[Customer]: {line}" if _NOTE_LIKE_LINE.match(_visible_form(line)) else line
+        for line in text.splitlines(keepends=True)
+    )

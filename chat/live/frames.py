@@ -14,6 +14,7 @@ Customer frames (``customer_frame_types``)::
 """
 
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,12 +100,56 @@ UUID = {
     "type": "string",
     "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
 }
-AFTER_SEQ = {"type": "integer", "minimum": 0}
+# A message's seq is a PostgreSQL integer: a larger number cannot name one, and would fail in the
+# query rather than here.
+SEQ_MAX = 2**31 - 1
+AFTER_SEQ = {"type": "integer", "minimum": 0, "maximum": SEQ_MAX}
+# Legitimate frames are a flat object. Deeper nesting is refused before anything walks it: the
+# JSON decoder and jsonschema recurse, and a thousand levels exhaust the interpreter's stack.
+MAX_FRAME_DEPTH = 32
+# Characters PostgreSQL cannot store: NUL (in text and jsonb) and lone surrogates (not UTF-8).
+UNSTORABLE_PATTERN = "[\x00\ud800-\udfff]"
+UNSTORABLE = re.compile(UNSTORABLE_PATTERN)
+UNSTORABLE_TEXT = (
+    "Your message contains a character we can't store (an invisible control character or a "
+    "broken emoji). Please remove it or retype the message, then send it again."
+)
 
 
 def message_text(max_chars: int) -> dict[str, Any]:
-    """Some text that is not only whitespace, at most ``max_chars`` characters."""
-    return {"type": "string", "pattern": r"\S", "maxLength": max_chars}
+    """Some text that is not only whitespace, at most ``max_chars`` characters, all of them
+    storable."""
+    return {
+        "type": "string",
+        "pattern": r"\S",
+        "maxLength": max_chars,
+        "not": {"pattern": UNSTORABLE_PATTERN},
+    }
+
+
+def nesting_depth_over(value: Any, limit: int = MAX_FRAME_DEPTH) -> bool:
+    """Whether decoded JSON nests lists and objects deeper than ``limit`` (without recursing)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def after_seq_parse(value: str) -> int:
+    """A seq given as text (a query parameter): ASCII digits only, within range.
+
+    ``str.isdigit()`` would accept "²" and other digits ``int()`` rejects or reads otherwise.
+
+    Raises: ``FrameError`` (``AFTER_SEQ_INVALID``).
+    """
+    if not re.fullmatch(r"[0-9]{1,10}", value) or int(value) > SEQ_MAX:
+        raise AFTER_SEQ_INVALID
+    return int(value)
 
 
 RELOAD = "That message could not be read. Please reload the page and try again."
@@ -120,6 +165,8 @@ TEXT_REQUIRED = FrameError("text_required", "Please type a message before sendin
 AFTER_SEQ_INVALID = FrameError(
     "invalid_after_seq", "The conversation could not be resumed. Please reload the page."
 )
+TOO_DEEP = FrameError("invalid_frame", RELOAD)
+UNSTORABLE_CHARACTERS = FrameError("invalid_characters", UNSTORABLE_TEXT)
 
 
 def too_long(max_chars: int) -> FrameError:
@@ -144,6 +191,7 @@ def customer_frame_types(max_chars: int) -> dict[str, FrameType]:
             errors={
                 "text": TEXT_REQUIRED,
                 "text.maxLength": too_long(max_chars),
+                "text.not": UNSTORABLE_CHARACTERS,
                 "client_message_id": FrameError(
                     "invalid_client_message_id",
                     "Your message was missing its id. Please reload the page and send it again.",

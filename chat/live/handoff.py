@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from chat.engine.registry import ToolRefused
 from chat.live.conversations import ConversationNotFound, User
+from chat.live.engine_config import stale_after
 from chat.live.storage import Emit, messages_append, messages_emit, notice, safe_emit
 from chat.models import (
     Conversation,
@@ -37,6 +38,8 @@ from chat.models import (
     Message,
     PendingAction,
     PendingActionState,
+    Turn,
+    TurnState,
 )
 
 # While a person holds the conversation, customer messages are stored for them and no turn runs.
@@ -48,6 +51,16 @@ REQUESTED_NOTICE = (
     "you can keep writing in the meantime."
 )
 NOT_HANDED_OVER_TEXT = "This conversation cannot be handed to a person."
+HELD_ERROR = {
+    "type": "error",
+    "code": "held",
+    "text": (
+        "A member of our support team has this conversation now, so the assistant can't do "
+        "this. Please tell them here what you would like."
+    ),
+    "retryable": False,
+}
+TURN_RUNNING_TEXT = "The assistant is still replying. Please ask for a person again in a moment."
 
 
 class HandoffRefused(Exception):
@@ -67,6 +80,16 @@ def agent_name(user: Any) -> str:
 def conversation_held(*, conversation_id: uuid.UUID) -> bool:
     """Whether a person holds the conversation (the assistant is silent)."""
     return Conversation.objects.filter(pk=conversation_id, status__in=HELD_STATUSES).exists()
+
+
+def turn_running(*, conversation_id: uuid.UUID) -> bool:
+    """Whether a turn of the conversation is still making progress (see
+    ``chat.live.conversations.running_turn_event``)."""
+    return (
+        Turn.objects.filter(conversation_id=conversation_id, state=TurnState.RUNNING)
+        .exclude(active_at__lte=timezone.now() - stale_after())
+        .exists()
+    )
 
 
 def handoff_state(conversation: Conversation) -> dict[str, Any]:
@@ -164,7 +187,9 @@ def handoff_request(
 
     Raises: ``ConversationNotFound`` when ``user`` does not own the conversation;
     ``HandoffRefused`` while a cancellation waits for the customer's answer (the model's call
-    would otherwise be left without its result).
+    would otherwise be left without its result), and, for the customer's own request, while a
+    turn is running (a person must not get the conversation while the assistant is still
+    acting in it; the customer's socket waits for the turn before asking).
     """
     if user is not None and (not user.is_authenticated or conversation.owner_id != user.pk):
         raise ConversationNotFound
@@ -173,6 +198,9 @@ def handoff_request(
         locked = conversation_lock(conversation.pk)
         if locked.status in HELD_STATUSES:
             return False
+        # The assistant's own request comes from inside the running turn; it ends the turn.
+        if user is not None and turn_running(conversation_id=locked.pk):
+            raise HandoffRefused("turn_running", TURN_RUNNING_TEXT)
         if PendingAction.objects.filter(
             conversation_id=locked.pk, state=PendingActionState.PENDING
         ).exists():

@@ -11,6 +11,8 @@ cap what one customer can spend.
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -45,27 +47,86 @@ class BudgetExhausted(LimitExceeded):
     retryable = False
 
 
+class ResumesLimited(LimitExceeded):
+    code = "resumes_limited"
+    message = "The conversation is reloading too often. Please wait a moment, then reload the page."
+
+
+class ConnectsLimited(LimitExceeded):
+    code = "connects_limited"
+    message = "Too many connections from your account. Please wait a minute, then reload the page."
+
+
+class ConversationsLimited(LimitExceeded):
+    code = "conversations_limited"
+    message = (
+        "You've started many conversations in a short time. Please continue one of them, "
+        "or wait a few minutes before starting another."
+    )
+
+
+def _counted(name: str, user_id: object, window_seconds: int, now: float | None) -> int:
+    """One more attempt in the current fixed window, counted in the cache (Redis in production,
+    so every process shares the count); 0 when the cache is away (the limits fail open)."""
+    window = int((time.time() if now is None else now) // window_seconds)
+    key = f"chat:{name}:{user_id}:{window}"
+    try:
+        # add() is a no-op when the key exists, so concurrent first attempts share one counter.
+        cache.add(key, 0, timeout=window_seconds * 2)
+        try:
+            return int(cache.incr(key))
+        except ValueError:
+            # The key expired between add() and incr().
+            cache.set(key, 1, timeout=window_seconds * 2)
+            return 1
+    except RedisError:
+        logger.warning("%s limit not counted: the cache is unavailable (failing open)", name)
+        return 0
+
+
 def rate_limit_hit(*, user_id: int, now: float | None = None) -> None:
     """Counts one message of ``user_id`` in the current minute (a fixed window).
 
     Raises: ``RateLimited`` once the count is over ``CHAT_RATE_LIMIT_PER_MINUTE``.
     """
-    window = int((time.time() if now is None else now) // WINDOW_SECONDS)
-    key = f"chat:rate:{user_id}:{window}"
-    try:
-        # add() is a no-op when the key exists, so concurrent first messages share one counter.
-        cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            # The key expired between add() and incr().
-            cache.set(key, 1, timeout=WINDOW_SECONDS * 2)
-            count = 1
-    except RedisError:
-        logger.warning("Rate limit not counted: the cache is unavailable (failing open)")
-        return
-    if count > settings.CHAT_RATE_LIMIT_PER_MINUTE:
+    if _counted("rate", user_id, WINDOW_SECONDS, now) > settings.CHAT_RATE_LIMIT_PER_MINUTE:
         raise RateLimited
+
+
+def resume_hit(*, user_id: int, now: float | None = None) -> None:
+    """Counts one resume (a reload of the stored messages) of ``user_id`` this minute.
+
+    Raises: ``ResumesLimited`` over ``CHAT_RESUMES_PER_MINUTE``.
+    """
+    if _counted("resume", user_id, WINDOW_SECONDS, now) > settings.CHAT_RESUMES_PER_MINUTE:
+        raise ResumesLimited
+
+
+def connect_hit(*, user_id: int, now: float | None = None) -> None:
+    """Counts one socket connection of ``user_id`` this minute.
+
+    Raises: ``ConnectsLimited`` over ``CHAT_CONNECTS_PER_MINUTE``.
+    """
+    if _counted("connect", user_id, WINDOW_SECONDS, now) > settings.CHAT_CONNECTS_PER_MINUTE:
+        raise ConnectsLimited
+
+
+def conversation_start_hit(*, user_id: object, now: float | None = None) -> None:
+    """Counts one new conversation of ``user_id`` this hour.
+
+    Raises: ``ConversationsLimited`` over ``CHAT_CONVERSATIONS_PER_HOUR``.
+    """
+    if _counted("new", user_id, 3600, now) > settings.CHAT_CONVERSATIONS_PER_HOUR:
+        raise ConversationsLimited
+
+
+def over_limit(hit: Callable[..., None], **kwargs: Any) -> bool:
+    """Counts an attempt with ``hit``; whether it was over the limit."""
+    try:
+        hit(**kwargs)
+    except LimitExceeded:
+        return True
+    return False
 
 
 def tokens_used_today(*, customer_id: str) -> int:

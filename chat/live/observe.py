@@ -68,7 +68,10 @@ def _run_scoped[R](job: Callable[..., R], args: tuple[Any, ...], kwargs: dict[st
     if emit is not None:
         kwargs = {**kwargs, "emit": _refusals_logged(emit)}
     logcontext.bind_rest(conversation_id=conversation_id, user_id=getattr(user, "pk", None))
-    attributes = {"gen_ai.conversation.id": str(conversation_id)} if conversation_id else {}
+    # "not_run" stays when no turn runs: a message refused, repeated or held by a person.
+    attributes = {"chat.turn.outcome": "not_run"}
+    if conversation_id is not None:
+        attributes["gen_ai.conversation.id"] = str(conversation_id)
     with telemetry.tracer().start_as_current_span(TURN_SPAN, attributes=attributes):
         return job(*args, **kwargs)
 

@@ -33,7 +33,7 @@ from chat.live.conversations import (
     resolved_event,
 )
 from chat.live.engine_config import model_client, turn_config
-from chat.live.handoff import HELD_STATUSES, assistant_request_person
+from chat.live.handoff import HELD_ERROR, HELD_STATUSES, assistant_request_person
 from chat.live.leases import TurnClosed, held, lease_fields, turn_finish_durably, turn_save_running
 from chat.live.observe import ObservedSink, ObservedTools, turn_scope
 from chat.live.recovery import accepted_before, conversation_recover, resend_claim, unanswered_turn
@@ -237,7 +237,8 @@ def action_decide(
     Approving runs the call (e.g. ``orders.services.order_cancel``) in the same transaction that
     records the decision and stores its result; declining gives the model an error result
     (``chat.live.confirmations.KEPT_TEXT``). A second decision on the same action (double click,
-    second tab) returns False and changes nothing.
+    second tab) returns False and changes nothing. While a person holds the conversation
+    (``HELD_STATUSES``) nothing is decided: an "error" event says so and it returns False.
 
     Raises: ``ConversationNotFound`` when the conversation is not the user's.
     """
@@ -248,7 +249,10 @@ def action_decide(
         return False
     tools = tools_for(conversation_id=conversation.pk, customer=customer, emit=emit)
     with transaction.atomic():
-        Conversation.objects.select_for_update().only("pk").get(pk=conversation.pk)
+        locked = Conversation.objects.select_for_update().only("status").get(pk=conversation.pk)
+        if locked.status in HELD_STATUSES:  # a person has it: no decision, no model call
+            safe_emit(emit, HELD_ERROR)
+            return False
         action = (
             PendingAction.objects.select_for_update()
             .select_related("turn")

@@ -2,6 +2,7 @@
 
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -10,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -22,6 +23,7 @@ from chat.live.conversations import (
     events_since,
 )
 from chat.live.handoff import agent_name
+from chat.live.limits import ConversationsLimited, conversation_start_hit
 from chat.models import Feedback
 from orders.selectors import (
     CustomerNotFound,
@@ -49,6 +51,10 @@ def home(request: HttpRequest) -> HttpResponse:
 def conversation_new(request: HttpRequest) -> HttpResponse:
     if not _has_customer(request.user):
         return render(request, "chat/no_customer.html", status=403)
+    try:
+        conversation_start_hit(user_id=request.user.pk)
+    except ConversationsLimited as refused:
+        return render(request, "chat/too_many.html", {"text": refused.message}, status=429)
     conversation = conversation_start(user=request.user)
     return redirect("chat:conversation", conversation_id=conversation.pk)
 
@@ -77,6 +83,12 @@ def conversation(request: HttpRequest, conversation_id: uuid.UUID) -> HttpRespon
             str(seq): {"score": score, "comment": comment} for seq, score, comment in ratings
         },
         "csrfToken": get_token(request),
+        # Where the page sends the customer when the socket says the session or the
+        # conversation is gone.
+        "signInUrl": resolve_url(settings.LOGIN_URL)
+        + "?"
+        + urlencode({"next": request.path}, safe="/"),
+        "conversationsUrl": reverse("chat:home"),
     }
     return render(request, "chat/conversation.html", {"conversation": found, "chat_config": config})
 

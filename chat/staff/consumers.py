@@ -22,19 +22,25 @@ after a step, {"type": "replied", "client_message_id": str, "accepted": bool} af
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
 
 from chat.live import realtime
+from chat.live.access import SessionBound, SessionCheck
 from chat.live.consumers import (
     CLOSE_FORBIDDEN,
+    CLOSE_TOO_MANY,
     CLOSE_UNAUTHENTICATED,
     ChatConsumer,
     JsonFrameConsumer,
+    connect_allowed,
     refusals_as_errors,
+    refuse_with,
     short_query,
 )
 from chat.live.conversations import ConversationNotFound
@@ -49,6 +55,7 @@ from chat.live.frames import (
     message_text,
 )
 from chat.live.handoff import handoff_state
+from chat.live.limits import resume_hit
 from chat.live.livelink import LiveLink
 from chat.staff.handoff import (
     handoff_claim,
@@ -59,6 +66,8 @@ from chat.staff.handoff import (
     may_reply,
     staff_conversation_get,
 )
+
+SessionRule = Callable[[HttpRequest], bool]
 
 STEPS = {"claim": handoff_claim, "release": handoff_release, "resolve": handoff_resolve}
 
@@ -81,6 +90,11 @@ def staff_frame_types(max_chars: int) -> dict[str, FrameType]:
             errors={
                 "text": FrameError("text_required", "Please type a message before sending."),
                 "text.maxLength": staff_too_long(max_chars),
+                "text.not": FrameError(
+                    "invalid_characters",
+                    "This message contains a character that can't be stored (a control "
+                    "character or a broken emoji). Please remove it and send again.",
+                ),
                 "client_message_id": FrameError(
                     "invalid_client_message_id", "Please reload the page and try again."
                 ),
@@ -93,10 +107,32 @@ def staff_frame_types(max_chars: int) -> dict[str, FrameType]:
     }
 
 
-class StaffConversationConsumer(ChatConsumer):
-    """The customer's socket, relaying the same group, with an agent's actions instead."""
+def staff_refusal(check: SessionCheck, session_allowed: SessionRule | None) -> int | None:
+    """4403 unless the session's user may answer customers and, where the site has a rule for
+    staff sessions (``anycompany.signin.staff_session_allowed``), the session keeps it. Blocking."""
+    if not may_reply(check.user):
+        return CLOSE_FORBIDDEN
+    if session_allowed is not None and not session_allowed(check.request):
+        return CLOSE_FORBIDDEN
+    return None
 
-    not_text = not_json = UNREADABLE
+
+class StaffConversationConsumer(ChatConsumer):
+    """The customer's socket, relaying the same group, with an agent's actions instead.
+
+    The agent's access is checked again before every action and every event relayed, so the
+    customer's messages stop the moment the agent is signed out or loses the permission.
+    """
+
+    not_text = not_json = too_deep = UNREADABLE
+
+    def __init__(self, *args: Any, session_allowed: SessionRule | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # The site's rule for staff sessions, given by the routing (``as_asgi(session_allowed=…)``).
+        self.session_allowed = session_allowed
+
+    def refusal_for(self, check: SessionCheck) -> int | None:
+        return staff_refusal(check, self.session_allowed)
 
     async def load_conversation(self, user: Any, conversation_id: str) -> Any:
         # Any customer's conversation, for an agent with the reply permission.
@@ -125,9 +161,12 @@ class StaffConversationConsumer(ChatConsumer):
         kind = frame["type"]
         if kind == "ping":
             await self.send_json({"type": "pong"})
+        elif not await self.still_allowed():
+            return
         elif kind == "resume":
-            await self.send_state()
-            await self.send_stored(int(frame.get("after_seq", 0)))
+            if await self.limit_allows(resume_hit):
+                await self.send_state()
+                await self.send_stored(int(frame.get("after_seq", 0)))
         elif kind == "reply":
             accepted = await self.step(
                 handoff_reply, text=frame["text"], client_message_id=frame["client_message_id"]
@@ -159,9 +198,14 @@ class StaffConversationConsumer(ChatConsumer):
         await self.send_stored()
         return result
 
+    async def chat_wake(self, message: dict[str, Any]) -> None:
+        if await self.still_allowed():
+            await super().chat_wake(message)
+
     async def chat_event(self, message: dict[str, Any]) -> None:
         # Unfiltered: the page needs "agent_id" to know whether this agent holds it.
-        await self.send_json(message["event"])
+        if await self.still_allowed():
+            await self.send_json(message["event"])
 
     async def send_state(self) -> None:
         try:
@@ -177,28 +221,41 @@ class StaffConversationConsumer(ChatConsumer):
 INBOX_FRAME_TYPES = {"ping": FrameType(), "refresh": FrameType()}
 
 
-class StaffInboxConsumer(LiveLink, JsonFrameConsumer):
+class StaffInboxConsumer(SessionBound, LiveLink, JsonFrameConsumer):
     joined = False
-    not_text = not_json = UNSUPPORTED
+    not_text = not_json = too_deep = UNSUPPORTED
+
+    def __init__(self, *args: Any, session_allowed: SessionRule | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.session_allowed = session_allowed
+
+    def refusal_for(self, check: SessionCheck) -> int | None:
+        return staff_refusal(check, self.session_allowed)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await refuse_with(self, CLOSE_UNAUTHENTICATED)
+            return
+        if not await connect_allowed(user):
+            await refuse_with(self, CLOSE_TOO_MANY)
             return
         if not await short_query(may_reply)(user):
-            await self.close(code=CLOSE_FORBIDDEN)
+            await refuse_with(self, CLOSE_FORBIDDEN)
             return
         await self.live_join(realtime.INBOX_GROUP)
         await self.accept()
         self.joined = True
         realtime.websocket_opened()
+        if not await self.session_bind():
+            return
         await self.send_inbox()
 
     async def disconnect(self, code: int) -> None:
         if self.joined:
             self.joined = False
             realtime.websocket_closed()
+        self.session_unbind()
         await self.live_leave()
 
     async def live_resumed(self) -> None:
@@ -214,11 +271,12 @@ class StaffInboxConsumer(LiveLink, JsonFrameConsumer):
             return
         if frame["type"] == "ping":
             await self.send_json({"type": "pong"})
-        else:
+        elif await self.still_allowed():
             await self.send_inbox()
 
     async def inbox_changed(self, message: dict[str, Any]) -> None:
-        await self.send_inbox()
+        if await self.still_allowed():
+            await self.send_inbox()
 
     async def send_inbox(self) -> None:
         try:

@@ -96,15 +96,27 @@ def conversations_json(queryset: QuerySet[Conversation]) -> Iterator[str]:
     yield "\n]\n"
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` safe to open in a spreadsheet: text that would start a formula gets a leading
+    ``'``, which spreadsheets show as text and do not evaluate. Numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def conversations_csv(queryset: QuerySet[Conversation]) -> Iterator[str]:
-    """One CSV row per message of the selected conversations."""
+    """One CSV row per message of the selected conversations; every cell through ``csv_cell``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
     def row(values: list[Any]) -> str:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerow(values)
+        writer.writerow([csv_cell(value) for value in values])
         return buffer.getvalue()
 
     yield row(CSV_HEADER)

@@ -13,6 +13,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
 
 from chat.live.conversations import ConversationNotFound, User, conversation_get, message_event
+from chat.live.frames import UNSTORABLE, nesting_depth_over
 from chat.models import FEEDBACK_COMMENT_MAX_CHARS, Feedback, FeedbackScore, Message, MessageKind
 
 _SCORES = {"1": 1, "+1": 1, "up": 1, "-1": -1, "down": -1}
@@ -41,6 +42,11 @@ def feedback_give(
     comment = comment.strip()
     if len(comment) > FEEDBACK_COMMENT_MAX_CHARS:
         raise ValueError(f"Please keep your comment under {FEEDBACK_COMMENT_MAX_CHARS} characters.")
+    if UNSTORABLE.search(comment):
+        raise ValueError(
+            "Your comment contains a character we can't store (an invisible control character "
+            "or a broken emoji). Please remove it and try again."
+        )
     message = Message.objects.filter(conversation_id=conversation.pk, seq=seq).first()
     event = message_event(message) if message is not None else None
     if (
@@ -63,8 +69,10 @@ def _body(request: HttpRequest) -> dict[str, Any]:
     if request.content_type == "application/json":
         try:
             data = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ValueError("The request body is not valid JSON.") from None
+        if nesting_depth_over(data):
+            raise ValueError("The request body is nested too deeply.")
         if not isinstance(data, dict):
             raise ValueError("The request body must be a JSON object.")
         return data

@@ -503,9 +503,21 @@ link = connectSocket({
     reconnecting: "Reconnecting…",
     offline: OFFLINE_TEXT,
     closed: {
-      4401: "Your session has ended. Please sign in again.",
-      4404: "This conversation is not available.",
+      4401: { text: "Your session has ended.", href: config.signInUrl, label: "Sign in again" },
+      4404: { text: "This conversation is gone.", href: config.conversationsUrl, label: "Go to your conversations" },
+      4429: { text: "Too many connections from your account.", href: window.location.pathname, label: "Reload in a minute" },
     },
+  },
+  onEnded() {
+    // Nothing typed is lost: a message not yet accepted goes back into the box, which keeps
+    // its text; it just cannot be sent from this page any more.
+    if (outbox) {
+      input.value = outbox.text;
+      transcript.querySelectorAll(".msg-pending").forEach((node) => node.remove());
+      outbox = null;
+    }
+    setRunning(false);
+    for (const control of [input, sendButton, talkButton]) control.disabled = true;
   },
   onOpen(send) {
     send({ type: "resume", after_seq: lastSeq });

