@@ -144,7 +144,7 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
         if not await self.session_bind():
             return
         logger.info("Socket opened")
-        await sweep.socket_opened(self.conversation.pk, self.channel_layer)
+        sweep.sweeper_ensure(self.channel_layer)
         await self.opened()
         try:
             after_seq = query_after_seq(self.scope)
