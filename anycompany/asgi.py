@@ -17,9 +17,13 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from anycompany.dbpool import database_pool_check  # noqa: E402
 from anycompany.logcontext import WebsocketLogContext  # noqa: E402
 from anycompany.websocket import OriginGate, refuse  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+
+# Fails the start-up, naming the setting, when the pool exceeds what the database allows.
+database_pool_check()
 
 application = ProtocolTypeRouter(
     {

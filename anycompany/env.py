@@ -8,6 +8,8 @@ import os
 import re
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -138,6 +140,60 @@ COGNITO_VARIABLES = (
     "COGNITO_CLIENT_SECRET",
     "COGNITO_DOMAIN",
 )
+
+
+def database_from_env(base_dir: Path, *, pool_size: int) -> dict[str, object]:
+    """``DATABASES["default"]`` from ``DATABASE_URL``, the ``DB_*`` variables or SQLite."""
+    url = env_str("DATABASE_URL", "")
+    if url:
+        config = database_from_url("DATABASE_URL", url)
+    elif env_str("DB_HOST", ""):
+        # On ECS the RDS secret's fields arrive as separate variables; the password never
+        # appears in a task definition's plain environment.
+        config = {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": env_str("DB_HOST"),
+            "PORT": str(env_int("DB_PORT", 5432, minimum=1)),
+            "NAME": env_str("DB_NAME", "anycompany"),
+            "USER": env_str("DB_USER"),
+            "PASSWORD": env_str("DB_PASSWORD"),
+            "OPTIONS": {"sslmode": env_str("DB_SSLMODE", "require")},
+        }
+    else:
+        config = database_from_url("DATABASE_URL", "sqlite:///db.sqlite3")
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        name = Path(str(config["NAME"]))
+        config["NAME"] = name if name.is_absolute() else base_dir / name
+        # SQLite serialises writers; a busy timeout turns "database is locked" into a short wait.
+        config["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    else:
+        options = {
+            # libpq waits forever for an unanswered connect; readiness and requests should fail.
+            "connect_timeout": 5,
+            **cast(dict[str, object], config["OPTIONS"]),
+        }
+        if pool_size:
+            # One psycopg pool per process, shared by requests, short socket queries and turn
+            # workers: the process never holds more than pool_size connections, however many
+            # turns run (anycompany.dbpool checks it against the server at start-up). A
+            # connection goes back to the pool when Django closes it: no per-use health check.
+            config["CONN_MAX_AGE"] = 0
+            options["pool"] = {
+                "min_size": min(2, pool_size),
+                "max_size": pool_size,
+                # A turn waiting this long for a connection fails with a "try again" notice.
+                "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1),
+                # A connection broken by a database restart is replaced, not handed out.
+                "max_lifetime": 600,
+            }
+        else:
+            # Persistent connections, one per thread that uses the database.
+            config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+            config["CONN_HEALTH_CHECKS"] = True
+        config["OPTIONS"] = options
+        # ChannelsLiveServerTestCase and pytest-django agree on the test database name.
+        config["TEST"] = {"NAME": f"test_{config['NAME']}"}
+    return config
 
 
 def cognito_from_env() -> dict[str, str] | None:

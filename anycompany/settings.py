@@ -6,13 +6,12 @@ Development and production differ only in values: every variable is documented i
 
 from decimal import Decimal
 from pathlib import Path
-from typing import cast
 
 from django.core.exceptions import ImproperlyConfigured
 
 from anycompany.env import (
     cognito_from_env,
-    database_from_url,
+    database_from_env,
     env_bool,
     env_choice,
     env_decimal,
@@ -91,42 +90,10 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------------
 
 
-def _database() -> dict[str, object]:
-    url = env_str("DATABASE_URL", "")
-    if url:
-        config = database_from_url("DATABASE_URL", url)
-    elif env_str("DB_HOST", ""):
-        # On ECS the RDS secret's fields arrive as separate variables; the password never
-        # appears in a task definition's plain environment.
-        config = {
-            "ENGINE": "django.db.backends.postgresql",
-            "HOST": env_str("DB_HOST"),
-            "PORT": str(env_int("DB_PORT", 5432, minimum=1)),
-            "NAME": env_str("DB_NAME", "anycompany"),
-            "USER": env_str("DB_USER"),
-            "PASSWORD": env_str("DB_PASSWORD"),
-            "OPTIONS": {"sslmode": env_str("DB_SSLMODE", "require")},
-        }
-    else:
-        config = database_from_url("DATABASE_URL", "sqlite:///db.sqlite3")
-    if config["ENGINE"] == "django.db.backends.sqlite3":
-        name = Path(str(config["NAME"]))
-        config["NAME"] = name if name.is_absolute() else BASE_DIR / name
-        # SQLite serialises writers; a busy timeout turns "database is locked" into a short wait.
-        config["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
-    else:
-        # Persistent connections: each turn runs on an executor thread that keeps its
-        # connection, so the number of connections is bounded by the executor size.
-        config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
-        config["CONN_HEALTH_CHECKS"] = True
-        # libpq waits forever for an unanswered connect; readiness and requests should fail.
-        config["OPTIONS"] = {"connect_timeout": 5, **cast(dict[str, object], config["OPTIONS"])}
-        # ChannelsLiveServerTestCase and pytest-django agree on the test database name.
-        config["TEST"] = {"NAME": f"test_{config['NAME']}"}
-    return config
-
-
-DATABASES = {"default": _database()}
+# Connections one process may hold in a shared pool (0: no pool, persistent connections per
+# thread). Off by default until the pool is measured under the benchmark's load.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 0, minimum=0)
+DATABASES = {"default": database_from_env(BASE_DIR, pool_size=DATABASE_POOL_SIZE)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels ---------------------------------------------------------------------------------
@@ -369,6 +336,8 @@ BEDROCK_MAX_ATTEMPTS = env_int("BEDROCK_MAX_ATTEMPTS", 3, minimum=1)
 
 # Turns run on a dedicated executor so a slow model call never blocks another socket.
 CHAT_MAX_CONCURRENT_TURNS = env_int("CHAT_MAX_CONCURRENT_TURNS", 32, minimum=1)
+# Past this estimate, a model call carries only the latest turns (chat/engine/budget.py).
+CHAT_CONTEXT_BUDGET_TOKENS = env_int("CHAT_CONTEXT_BUDGET_TOKENS", 12000, minimum=0)
 CHAT_MAX_MODEL_CALLS_PER_TURN = env_int("CHAT_MAX_MODEL_CALLS_PER_TURN", 8, minimum=1)
 CHAT_TURN_DEADLINE_SECONDS = env_float("CHAT_TURN_DEADLINE_SECONDS", 120.0, minimum=1.0)
 # A running turn's owner renews its lease every third of this; a turn whose lease lapsed (its

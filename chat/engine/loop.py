@@ -47,6 +47,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from chat.engine.budget import within_budget
 from chat.engine.client import ModelClient, ModelError
 from chat.engine.history import has_tool_blocks, repair, violations
 from chat.engine.stream import ANSWER_STOPS, DeadlinePassed, StreamedReply, read_stream
@@ -150,7 +151,7 @@ class _Turn:
         self.deadline = clock() + config.deadline_seconds
 
     def run(self, history: list[dict[str, Any]]) -> TurnResult:
-        messages = repair(history)
+        messages = within_budget(repair(history), self.config.context_budget_tokens)
         calls = 0
         while True:
             if calls >= self.config.max_model_calls:

@@ -58,6 +58,8 @@ class TurnConfig:
     deadline_seconds: float
     prompt_caching: bool = False
     guardrail: tuple[str, str] | None = None  # (identifier, version)
+    # The history sent is cut to its latest turns past this estimate (0: always whole).
+    context_budget_tokens: int = 0
 
 
 @dataclass(frozen=True)

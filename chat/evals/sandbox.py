@@ -14,11 +14,21 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from orders.demo import DEMO_FIXTURES
+
+
+def _pool_reset(connection: Any) -> None:
+    # A connection pool (DATABASE_POOL_SIZE) keeps the database name it was built with: the
+    # next connection must come from a new pool, made from the switched settings.
+    connection.close()
+    close_pool = getattr(connection, "close_pool", None)  # PostgreSQL's backend only
+    if close_pool is not None:
+        close_pool()
 
 
 class SandboxError(Exception):
@@ -48,6 +58,9 @@ def throwaway_database() -> Iterator[str]:
     test_settings["NAME"] = name
     try:
         try:
+            # The pool's connections are to the operator's database: the next one is made
+            # once create_test_db has switched the name, before it migrates.
+            _pool_reset(connection)
             connection.creation.create_test_db(verbosity=0, autoclobber=True)
         except DatabaseError as error:
             raise SandboxError(
@@ -58,7 +71,9 @@ def throwaway_database() -> Iterator[str]:
         try:
             yield name
         finally:
+            _pool_reset(connection)
             connection.creation.destroy_test_db(original_name, verbosity=0)
+            _pool_reset(connection)
     finally:
         if saved_test_name is None:
             test_settings.pop("NAME", None)

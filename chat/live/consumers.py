@@ -20,7 +20,6 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -29,6 +28,7 @@ from anycompany import logcontext
 from chat.live import limits, realtime, sweep
 from chat.live.access import CLOSE_FORBIDDEN, CLOSE_SESSION_ENDED, SessionBound
 from chat.live.conversations import ConversationNotFound, conversation_get, events_since
+from chat.live.dbcalls import short_query
 from chat.live.frames import (
     NOT_AN_OBJECT,
     NOT_JSON,
@@ -46,6 +46,7 @@ from chat.live.frames import (
 )
 from chat.live.handoff import HandoffRefused, conversation_held, handoff_request, turn_running
 from chat.live.livelink import LiveLink
+from chat.live.relay import StoredRelay
 from chat.live.turns import action_decide, turn_submit
 
 logger = logging.getLogger(__name__)
@@ -56,11 +57,6 @@ CLOSE_UNAUTHENTICATED = CLOSE_SESSION_ENDED
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_MANY = 4429
 HANDOFF_POLL_SECONDS = 0.25
-
-
-def short_query(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` as a coroutine on the loop's default pool, not Channels' shared thread."""
-    return database_sync_to_async(func, thread_sensitive=False)
 
 
 class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
@@ -107,16 +103,18 @@ async def refuse_with(consumer: AsyncJsonWebsocketConsumer, code: int) -> None:
     await consumer.close(code=code)
 
 
-class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
+class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
     conversation: Any
     group: str
     # The highest seq of a stored message this socket has sent; None until the client says
-    # where it is, so live wakes before that are left to the resume.
+    # where it is, so live messages before that are left to the resume.
     sent_seq: int | None
 
     async def connect(self) -> None:
         self.counted = False
         self.sent_seq = None
+        # Turns whose "ended" event this socket has sent (from the layer or from the turn).
+        self.ended_turns: set[str] = set()
         self.send_lock = asyncio.Lock()
         self.handoff_tasks: set[asyncio.Task[None]] = set()
         user = self.scope.get("user")
@@ -146,7 +144,7 @@ class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
         if not await self.session_bind():
             return
         logger.info("Socket opened")
-        await sweep.socket_opened(self.conversation.pk, self.channel_layer)
+        sweep.sweeper_ensure(self.channel_layer)
         await self.opened()
         try:
             after_seq = query_after_seq(self.scope)
@@ -241,11 +239,10 @@ class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
         if not await self.limits_allow():
             return
 
-        async def reply(accepted: object) -> None:
+        async def reply(accepted: object, trail: realtime.TurnTrail) -> None:
             if not self.counted:
                 return
-            # The wakes of this turn may have been dropped by the layer; the database has it all.
-            await self.send_stored()
+            await self.turn_over(trail)
             await self.send_json(
                 {
                     "type": "submitted",
@@ -272,10 +269,10 @@ class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
         if not await self.limits_allow():
             return
 
-        async def reply(accepted: object) -> None:
+        async def reply(accepted: object, trail: realtime.TurnTrail) -> None:
             if not self.counted:
                 return
-            await self.send_stored()
+            await self.turn_over(trail)
             await self.send_json(
                 {"type": "decided", "action_id": action_id, "accepted": bool(accepted)}
             )
@@ -343,15 +340,15 @@ class ChatConsumer(SessionBound, LiveLink, JsonFrameConsumer):
             )
 
     async def live_resumed(self) -> None:
-        # Wakes sent while the layer was away are lost; the database has every message.
+        # Messages sent while the layer was away are lost; the database has every one.
         await self.send_stored()
-
-    async def chat_wake(self, message: dict[str, Any]) -> None:
-        if self.sent_seq is not None and message["seq"] > self.sent_seq:
-            await self.send_stored()
 
     async def chat_event(self, message: dict[str, Any]) -> None:
         event = message["event"]
+        if event.get("type") == "turn" and event.get("state") == "ended":
+            if event["turn"] in self.ended_turns:
+                return  # already told by the turn itself (``turn_over``)
+            self.ended_turns.add(event["turn"])
         if event.get("type") == "handoff":
             # Which staff account holds the conversation is none of the customer's business.
             event = {key: value for key, value in event.items() if key != "agent_id"}

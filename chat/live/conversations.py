@@ -19,6 +19,7 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from chat.engine.replies import visible_text
@@ -240,6 +241,25 @@ def events_since(*, conversation: Conversation, after_seq: int) -> list[dict[str
     if running is not None:
         events.append(running)
     return events
+
+
+def conversation_locked_state(conversation_id: uuid.UUID) -> dict[str, Any]:
+    """The conversation's status and title, its running turn and pending action, in one query;
+    the conversation row stays locked until the caller's transaction ends."""
+    running = Turn.objects.filter(conversation_id=OuterRef("pk"), state=TurnState.RUNNING)
+    pending = PendingAction.objects.filter(
+        conversation_id=OuterRef("pk"), state=PendingActionState.PENDING
+    )
+    return dict(
+        Conversation.objects.select_for_update()
+        .filter(pk=conversation_id)
+        .annotate(
+            running_id=Subquery(running.values("pk")[:1]),
+            pending_id=Subquery(pending.values("pk")[:1]),
+        )
+        .values("status", "title", "running_id", "pending_id")
+        .get()
+    )
 
 
 # --- What the model sees --------------------------------------------------------------------------

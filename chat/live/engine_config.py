@@ -47,6 +47,7 @@ def turn_config(*, customer: Customer, tools: ToolRegistry) -> TurnConfig:
         deadline_seconds=settings.CHAT_TURN_DEADLINE_SECONDS,
         prompt_caching=settings.BEDROCK_PROMPT_CACHING and bedrock,
         guardrail=guardrail if bedrock else None,
+        context_budget_tokens=settings.CHAT_CONTEXT_BUDGET_TOKENS,
     )
 
 

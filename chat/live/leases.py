@@ -121,6 +121,11 @@ def lease_fields() -> dict[str, object]:
     return {"owner": owner_id(), "lease_expires_at": lease_until()}
 
 
+def lease_now() -> tuple[str, datetime]:
+    """This process's claim on a turn as (owner, lease end), renewed with each stored step."""
+    return owner_id(), lease_until()
+
+
 def turn_save_running(turn: Turn, fields: list[str]) -> None:
     """Saves ``fields`` of a turn that is still running, in the caller's transaction.
 

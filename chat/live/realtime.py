@@ -5,10 +5,16 @@ the event loop nor on Channels' shared ``thread_sensitive`` thread (which would 
 socket of the process behind one slow turn). Its events travel through the channel layer group
 of the conversation, so every tab of the customer, in any process, sees them.
 
-The layer is at-most-once. Stored messages therefore travel only as a small "wake" carrying
-their seq, and each consumer reads what it has not sent yet from the database: a dropped wake
-delays a message until the next wake or reconnect, it never loses one. Deltas and status lines
-are sent as they are; losing one only makes the stream less smooth.
+The layer is at-most-once. A stored message travels as its "message" event, seq included, so a
+socket relays it without reading the database; a socket that sees a gap in the seqs (a dropped
+message) reads what it missed from the database, which stays the source of truth. Deltas and
+status lines are sent as they are; losing one only makes the stream less smooth. The socket
+that started a turn also gets the turn's end from the turn itself (``TurnTrail``), so it always
+learns the turn ended, and in order, even when the layer loses or delays the event.
+
+Layer sends of the whole process share a few slots (``LAYER_SEND_SLOTS``): under a burst of
+turns they queue and go out batched (back-to-back deltas merged) over reused Redis connections,
+instead of each opening a connection of its own and timing out.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, Any
 
@@ -29,8 +36,10 @@ from django.db import close_old_connections
 
 logger = logging.getLogger(__name__)
 
-WAKE = "chat.wake"
+MESSAGE = "chat.message"
 EVENT = "chat.event"
+# Concurrent layer sends per process: each holds one pooled Redis connection while it runs.
+LAYER_SEND_SLOTS = 16
 # The staff inbox: one group for every open inbox page; told whenever a handoff changes.
 INBOX_GROUP = "inbox"
 INBOX_CHANGED = "inbox.changed"
@@ -44,6 +53,7 @@ _executor_lock = threading.Lock()
 _turn_tasks: set[asyncio.Task[Any]] = set()
 _open_websockets = 0
 _reporters: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+_send_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
 
 def group_name(conversation_id: object) -> str:
@@ -74,8 +84,44 @@ def _run_with_fresh_connection(job: Callable[[], Any]) -> Any:
 def group_message(event: dict[str, Any]) -> dict[str, Any]:
     """What travels through the layer for one service event."""
     if event.get("type") == "message" and isinstance(event.get("seq"), int):
-        return {"type": WAKE, "seq": event["seq"]}
+        return {"type": MESSAGE, "event": event}
     return {"type": EVENT, "event": event}
+
+
+def send_slots() -> asyncio.Semaphore:
+    """The running loop's shared layer-send slots."""
+    loop = asyncio.get_running_loop()
+    slots = _send_slots.get(loop)
+    if slots is None:
+        for stale in [other for other in _send_slots if other.is_closed()]:
+            del _send_slots[stale]
+        slots = _send_slots[loop] = asyncio.Semaphore(LAYER_SEND_SLOTS)
+    return slots
+
+
+@dataclass
+class TurnTrail:
+    """What a turn told its sockets, for the socket that started it: the highest stored seq
+    and the turn's "ended" event."""
+
+    last_seq: int = 0
+    ended: dict[str, Any] | None = None
+    # The "message" events of the messages the turn stored, in seq order.
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def saw(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "message" and isinstance(event.get("seq"), int):
+            self.last_seq = max(self.last_seq, event["seq"])
+            self.messages.append(event)
+        elif event.get("type") == "turn" and event.get("state") == "ended":
+            self.ended = event
+
+    def messages_after(self, seq: int) -> list[dict[str, Any]] | None:
+        """The turn's messages after ``seq`` when they follow it without a gap, else None
+        (someone else stored a message in between: the database has it)."""
+        after = [event for event in self.messages if event["seq"] > seq]
+        expected = list(range(seq + 1, seq + 1 + len(after)))
+        return after if [event["seq"] for event in after] == expected else None
 
 
 class GroupEmitter:
@@ -94,42 +140,55 @@ class GroupEmitter:
         self._group = group
         self._channel = channel
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.trail = TurnTrail()
 
     def __call__(self, event: dict[str, Any]) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+            self._loop.call_soon_threadsafe(self.put, event)
         except RuntimeError:
             # The loop is gone (process shutting down): the turn is still stored.
             logger.warning("Dropped a %s event: the event loop is closed.", event.get("type"))
 
+    def put(self, event: dict[str, Any] | None) -> None:
+        """Queues an event (None: the end) from the loop's own thread."""
+        if event is not None:
+            self.trail.saw(event)
+        self._queue.put_nowait(event)
+
     def close(self) -> None:
-        self._queue.put_nowait(None)
+        self.put(None)
 
     async def drain(self) -> None:
+        """Sends the queued events until the end marker; returns once it is reached."""
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            for event in coalesce([event for event in batch if event is not None]):
-                try:
-                    if event.get("type") == "error" and self._channel:
-                        # "Your message was not accepted" concerns the tab that sent it only.
-                        await self._layer.send(self._channel, group_message(event))
-                    else:
-                        await self._layer.group_send(self._group, group_message(event))
-                    if event.get("type") == "handoff":
-                        await self._layer.group_send(INBOX_GROUP, {"type": INBOX_CHANGED})
-                except Exception:
-                    # The layer is best effort; the database keeps every stored message.
-                    logger.exception(
-                        "Could not send a %s event to %s.", event.get("type"), self._group
-                    )
-            if batch[-1] is None:
+            ended = None in batch
+            if ended:
+                batch = batch[: batch.index(None)]
+            async with send_slots():
+                for event in coalesce([event for event in batch if event is not None]):
+                    await self._send(event)
+            if ended:
                 return
+
+    async def _send(self, event: dict[str, Any]) -> None:
+        try:
+            if event.get("type") == "error" and self._channel:
+                # "Your message was not accepted" concerns the tab that sent it only.
+                await self._layer.send(self._channel, group_message(event))
+            else:
+                await self._layer.group_send(self._group, group_message(event))
+            if event.get("type") == "handoff":
+                await self._layer.group_send(INBOX_GROUP, {"type": INBOX_CHANGED})
+        except Exception:
+            # The layer is best effort; the database keeps every stored message.
+            logger.exception("Could not send a %s event to %s.", event.get("type"), self._group)
 
 
 def coalesce(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merges back-to-back deltas of one turn, and back-to-back wakes.
+    """Merges back-to-back deltas of one turn.
 
     While the layer is slow, events queue up; sending them as fewer, larger messages keeps a
     process's shared inbound queue under the layer's capacity instead of overflowing it.
@@ -143,12 +202,6 @@ def coalesce(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             and event.get("turn") == last.get("turn")
         ):
             merged[-1] = {**last, "text": last["text"] + event["text"]}
-        elif (
-            last is not None
-            and event.get("type") == last.get("type") == "message"
-            and group_message(event)["type"] == group_message(last)["type"] == WAKE
-        ):
-            merged[-1] = event if event["seq"] > last["seq"] else last
         else:
             merged.append(event)
     return merged
@@ -167,7 +220,7 @@ async def _run_turn(
     layer: Any,
     group: str,
     channel: str | None,
-    on_done: Callable[[Any], Any] | None,
+    on_done: Callable[[Any, TurnTrail], Any] | None,
     executor: ThreadPoolExecutor | None = None,
 ) -> Any:
     loop = asyncio.get_running_loop()
@@ -183,12 +236,14 @@ async def _run_turn(
         )
     except Exception:
         logger.exception("A turn failed unexpectedly in %s.", group)
-        emitter(dict(FAILED_EVENT))
+        # Queued directly, ahead of the end marker below (not through call_soon_threadsafe,
+        # which would put it after the marker and leave the sender waiting forever).
+        emitter.put(dict(FAILED_EVENT))
     finally:
         emitter.close()
         await sender
     if on_done is not None:
-        await on_done(result)
+        await on_done(result, emitter.trail)
     return result
 
 
@@ -198,14 +253,15 @@ def start_turn(
     layer: Any,
     group: str,
     channel: str | None = None,
-    on_done: Callable[[Any], Any] | None = None,
+    on_done: Callable[[Any, TurnTrail], Any] | None = None,
 ) -> asyncio.Task[Any]:
     """Runs ``job(emit=...)`` on the turn pool as a task that outlives the socket.
 
     ``job`` is a blocking chat service call (``turn_submit``, ``action_decide``). The task is
     deliberately not tied to the consumer: when the socket drops mid-turn, the turn still
     completes and is stored, and other tabs still see it. "error" events go to ``channel``
-    (the socket that asked) only. ``on_done`` gets the job's result.
+    (the socket that asked) only. ``on_done`` gets the job's result (None if it raised) and the
+    turn's ``TurnTrail``, after every event of the turn was handed to the layer.
     """
     task = asyncio.create_task(
         _run_turn(

@@ -1,6 +1,6 @@
 """Storing messages: each with the next seq of its conversation, then told to the open tabs.
 
-The loop's steps reach the database through ``StoringSink`` (one transaction per step), so a
+The loop's steps reach the database through ``StoringSink`` (one statement per step), so a
 reload, another tab or a restarted process always finds a history Converse accepts. Sending live
 events is best effort; the stored history is the truth.
 
@@ -23,30 +23,21 @@ Events passed to an ``emit`` callable are plain JSON-able dicts:
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from anycompany import telemetry
 from chat.engine.types import ModelCallRecord
 from chat.live.conversations import content_text, message_event
-from chat.live.leases import turn_touch
-from chat.models import Conversation, Message, MessageKind, MessageRole, ModelCall, Turn
+from chat.live.dbcalls import connection_release
+from chat.live.leases import TurnClosed, lease_now
+from chat.live.writes import NewMessage, Step, TurnNotRunning, step_write
+from chat.models import Message, MessageKind, MessageRole, Turn
 
 logger = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class NewMessage:
-    role: str
-    kind: str
-    content: list[dict[str, Any]]
-    client_message_id: str = ""
-    author_id: int | None = None
 
 
 def notice(text: str) -> NewMessage:
@@ -57,36 +48,16 @@ def notice(text: str) -> NewMessage:
 def messages_append(
     conversation_id: uuid.UUID, turn: Turn | None, new: list[NewMessage]
 ) -> list[Message]:
-    """Stores messages with the next seqs of the conversation.
+    """Stores messages with the next seqs of the conversation, in one statement.
 
-    The conversation row is locked for the rest of the caller's transaction, so concurrent
-    writers take turns and seqs never repeat or skip (SQLite ignores the lock but serialises
-    writers itself).
+    The conversation row is updated (so locked) first, so concurrent writers take turns and
+    seqs never repeat or skip (``chat.live.writes``).
     """
-    with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update().only("pk", "last_seq").get(pk=conversation_id)
+    return step_write(
+        Step(
+            conversation_id=conversation_id, messages=new, turn_id=None if turn is None else turn.pk
         )
-        seq = conversation.last_seq
-        stored = []
-        for item in new:
-            seq += 1
-            stored.append(
-                Message.objects.create(
-                    conversation_id=conversation_id,
-                    turn=turn,
-                    seq=seq,
-                    role=item.role,
-                    kind=item.kind,
-                    content=item.content,
-                    client_message_id=item.client_message_id,
-                    author_id=item.author_id,
-                )
-            )
-        Conversation.objects.filter(pk=conversation_id).update(
-            last_seq=seq, updated_at=timezone.now()
-        )
-    return stored
+    )
 
 
 def message_kind(message: dict[str, Any]) -> str:
@@ -116,42 +87,60 @@ def messages_emit(emit: Emit, messages: list[Message]) -> None:
             safe_emit(emit, event)
 
 
+def turn_touch(turn: Turn) -> None:
+    """Records that the turn made progress (``chat.live.recovery`` looks for turns that stop)."""
+    Turn.objects.filter(pk=turn.pk).update(active_at=timezone.now())
+
+
 class StoringSink:
-    """The loop's ``TurnSink``: stores each step in its own transaction, then tells the tabs."""
+    """The loop's ``TurnSink``: stores each step in one statement, then tells the tabs.
+
+    A model call's usage is written with the step that follows it (the exchange it produced, or
+    the turn's end, ``flush``), so a model call costs no round trip of its own.
+    """
 
     def __init__(self, *, conversation_id: uuid.UUID, turn: Turn, emit: Emit) -> None:
         self.conversation_id = conversation_id
         self.turn = turn
         self.emit = emit
+        self.calls: list[tuple[ModelCallRecord, str]] = []
 
     def model_called(self, record: ModelCallRecord) -> None:
-        ModelCall.objects.create(
-            conversation_id=self.conversation_id,
-            turn=self.turn,
-            model_id=record.model_id[:200],
-            stop_reason=(record.stop_reason or "")[:64],
-            input_tokens=max(0, record.input_tokens),
-            output_tokens=max(0, record.output_tokens),
-            cache_read_tokens=max(0, record.cache_read_tokens),
-            cache_write_tokens=max(0, record.cache_write_tokens),
-            latency_ms=max(0, record.latency_ms),
-            error=record.error[:200],
-            trace_id=telemetry.current_trace_id(),
-        )
-        turn_touch(self.turn)
+        self.calls.append((record, telemetry.current_trace_id()))
+
+    def step(self, *, messages: list[NewMessage], **changes: Any) -> list[Message]:
+        """Writes ``messages``, the usage recorded so far and ``changes`` (``Step`` fields),
+        renewing the turn's lease.
+
+        Raises: ``TurnClosed`` when recovery closed the turn meanwhile (nothing is written).
+        """
+        calls = self.calls
+        try:
+            stored = step_write(
+                Step(
+                    conversation_id=self.conversation_id,
+                    messages=messages,
+                    turn_id=self.turn.pk,
+                    model_calls=calls,
+                    lease=lease_now(),
+                    **changes,
+                )
+            )
+        except TurnNotRunning:
+            raise TurnClosed(str(self.turn.pk)) from None
+        # Kept until written: a last write retried on a fresh connection still carries them.
+        self.calls = []
+        connection_release()
+        return stored
 
     def messages_appended(self, messages: list[dict[str, Any]]) -> None:
         # An assistant toolUse message and its results are stored together or not at all.
-        with transaction.atomic():
-            stored = messages_append(
-                self.conversation_id,
-                self.turn,
-                [
-                    NewMessage(role=m["role"], kind=message_kind(m), content=m["content"])
-                    for m in messages
-                ],
-            )
-            turn_touch(self.turn)
+        stored = self.step(
+            messages=[
+                NewMessage(role=m["role"], kind=message_kind(m), content=m["content"])
+                for m in messages
+            ],
+        )
         messages_emit(self.emit, stored)
 
     def text_delta(self, text: str) -> None:

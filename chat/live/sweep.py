@@ -3,20 +3,21 @@
 The first socket of an event loop starts a sweep there that runs every quarter of
 ``CHAT_TURN_LEASE_SECONDS``: a turn whose process died, or lost the database for longer than a
 lease, is closed within about a lease and a quarter (``chat.live.recovery``), and its tabs hear
-the notice and the turn's end through the channel layer. A socket that opens also closes its
-conversation's dead turns at once, so a customer coming back after a restart need not wait.
+the notice and the turn's end through the channel layer. A turn whose process on this host is
+gone (a restarted server) is closed at the first sweep, a quarter lease after the first socket.
+Sockets do not query on connect: a reconnect storm after a restart must stay cheap; a message
+sent to the conversation closes its dead turn at once (``chat.live.turns``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.db import DatabaseError
 
+from chat.live.dbcalls import short_query
 from chat.live.leases import connection_reset, lease_seconds
 from chat.live.realtime import group_message, group_name
 from chat.live.recovery import Recovered, turns_recover
@@ -26,16 +27,16 @@ logger = logging.getLogger(__name__)
 _sweepers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
 
-def _recover(conversation_id: uuid.UUID | None) -> list[Recovered]:
+def _recover() -> list[Recovered]:
     try:
-        return turns_recover(conversation_id=conversation_id)
+        return turns_recover()
     except DatabaseError:
         # The database is away: try again on a fresh connection next time.
         connection_reset()
         raise
 
 
-recover = database_sync_to_async(_recover, thread_sensitive=False)
+recover = short_query(_recover)
 
 
 async def announce(layer: Any, recovered: list[Recovered]) -> None:
@@ -54,7 +55,7 @@ async def sweep_forever(layer: Any, interval: float | None = None) -> None:
     while True:
         await asyncio.sleep(lease_seconds() / 4 if interval is None else interval)
         try:
-            recovered = await recover(None)
+            recovered = await recover()
         except DatabaseError:
             logger.warning("Could not look for dead turns: the database is unavailable")
             continue
@@ -72,14 +73,3 @@ def sweeper_ensure(layer: Any) -> None:
         for stale in [other for other in _sweepers if other.is_closed()]:
             del _sweepers[stale]
         _sweepers[loop] = loop.create_task(sweep_forever(layer))
-
-
-async def socket_opened(conversation_id: uuid.UUID, layer: Any) -> None:
-    """A customer's socket opened: make sure the sweep runs, and close the conversation's dead
-    turns now, before the socket resumes (so it finds the notice stored)."""
-    sweeper_ensure(layer)
-    try:
-        recovered = await recover(conversation_id)
-    except DatabaseError:
-        return  # the sweep tries again; the socket works without it
-    await announce(layer, recovered)

@@ -29,12 +29,14 @@ from chat.live.conversations import (
     User,
     acting_customer,
     confirm_event,
+    conversation_locked_state,
     model_history,
     resolved_event,
 )
+from chat.live.dbcalls import connection_release
 from chat.live.engine_config import model_client, turn_config
 from chat.live.handoff import HELD_ERROR, HELD_STATUSES, assistant_request_person
-from chat.live.leases import TurnClosed, held, lease_fields, turn_finish_durably, turn_save_running
+from chat.live.leases import TurnClosed, held, lease_now, turn_finish_durably
 from chat.live.observe import ObservedSink, ObservedTools, turn_scope
 from chat.live.recovery import accepted_before, conversation_recover, resend_claim, unanswered_turn
 from chat.live.storage import (
@@ -46,6 +48,7 @@ from chat.live.storage import (
     notice,
     safe_emit,
 )
+from chat.live.writes import Step, step_write
 from chat.models import (
     Conversation,
     Message,
@@ -141,73 +144,65 @@ def turn_submit(
     tools = tools_for(conversation_id=conversation.pk, customer=customer, emit=emit)
 
     resolved: PendingAction | None = None
+    held_messages: list[Message] = []
+    # Not saved here: the turn row is written with the customer's message, in one statement.
+    turn = Turn(conversation_id=conversation.pk, client_message_id=client_message_id)
     try:
-        held: list[Message] = []
         with transaction.atomic():
-            locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-            if locked.status in HELD_STATUSES:
+            state = conversation_locked_state(conversation.pk)
+            message = NewMessage(
+                MessageRole.USER, MessageKind.CUSTOMER, [{"text": text}], client_message_id
+            )
+            if state["status"] in HELD_STATUSES:
                 # A person has the conversation: they read the message, the model stays silent.
-                held = messages_append(
-                    locked.pk,
-                    None,
-                    [
-                        NewMessage(
-                            MessageRole.USER,
-                            MessageKind.CUSTOMER,
-                            [{"text": text}],
-                            client_message_id,
-                        )
-                    ],
-                )
+                held_messages = messages_append(conversation.pk, None, [message])
             else:
-                if Turn.objects.filter(conversation_id=locked.pk, state=TurnState.RUNNING).exists():
+                if state["running_id"] is not None:
                     safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
                     return False
-                if resend and not resend_claim(locked.pk, client_message_id):
+                if resend and not resend_claim(conversation.pk, client_message_id):
                     return False  # another tab's resend got in first
-                # Created first: a resend hits the unique constraint before anything else happens.
-                turn = Turn.objects.create(
-                    conversation_id=locked.pk,
-                    client_message_id=client_message_id,
-                    active_at=timezone.now(),
-                    **lease_fields(),
-                )
-                sink = StoringSink(conversation_id=locked.pk, turn=turn, emit=emit)
-                content: list[dict[str, Any]] = []
-                action = (
-                    PendingAction.objects.select_for_update()
-                    .filter(conversation_id=locked.pk, state=PendingActionState.PENDING)
-                    .first()
-                )
-                if action is not None:
+                sink = StoringSink(conversation_id=conversation.pk, turn=turn, emit=emit)
+                if state["pending_id"] is not None:
+                    action = PendingAction.objects.select_for_update().get(pk=state["pending_id"])
                     answer = pending_action_decide(
                         action, decision=typed_decision(text), user=user, tools=tools, sink=sink
                     )
-                    content.extend(answer["content"])
+                    message = NewMessage(
+                        MessageRole.USER,
+                        MessageKind.CUSTOMER,
+                        [*answer["content"], {"text": text}],
+                        client_message_id,
+                    )
                     Turn.objects.filter(pk=action.turn_id).update(
                         state=TurnState.COMPLETED, ended_at=timezone.now()
                     )
                     resolved = action
-                # A resent message is stored already: the new turn answers it as it is.
-                customer_message = NewMessage(
-                    MessageRole.USER,
-                    MessageKind.CUSTOMER,
-                    [*content, {"text": text}],
-                    client_message_id,
-                )
-                stored = messages_append(locked.pk, turn, [] if resend else [customer_message])
-                if not locked.title:
+                title = None
+                if not state["title"]:
                     title = " ".join(text.split())
-                    Conversation.objects.filter(pk=locked.pk).update(
-                        title=title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
+                    if len(title) > TITLE_CHARS:
+                        title = title[: TITLE_CHARS - 1] + "…"
+                # The turn is written with the message, in one statement; a repeated client id
+                # hits the turn's unique constraint and nothing is written. A resent message
+                # is stored already: the new turn answers it as it is.
+                stored = step_write(
+                    Step(
+                        conversation_id=conversation.pk,
+                        messages=[] if resend else [message],
+                        turn_id=turn.pk,
+                        new_turn_client_id=client_message_id,
+                        title=title,
+                        lease=lease_now(),
                     )
+                )
     except IntegrityError:
         if accepted_before(conversation.pk, client_message_id):
             return False
         raise
 
-    if held:
-        messages_emit(emit, held)
+    if held_messages:
+        messages_emit(emit, held_messages)
         return True
     _announce_and_run(
         conversation_id=conversation.pk,
@@ -270,13 +265,12 @@ def action_decide(
             answer = pending_action_decide(
                 action, decision=approve, user=user, tools=tools, sink=sink
             )
-            stored = messages_append(
-                conversation.pk,
-                turn,
-                [NewMessage(MessageRole.USER, MessageKind.TOOL_RESULTS, answer["content"])],
-            )
-            Turn.objects.filter(pk=turn.pk).update(
-                state=TurnState.RUNNING, active_at=timezone.now(), **lease_fields()
+            stored = sink.step(
+                messages=[
+                    NewMessage(MessageRole.USER, MessageKind.TOOL_RESULTS, answer["content"])
+                ],
+                turn_end=(TurnState.RUNNING, turn.outcome, turn.error_kind),
+                while_running=False,
             )
     if decided is not None:
         # Tell this tab again, so a button left over from a lost event goes away.
@@ -332,12 +326,16 @@ def _run(
 ) -> None:
     """Runs the loop on the stored history, its lease renewed, and stores how the turn ended
     (retrying on a fresh connection, so a database restart does not leave it "running")."""
-    sink = ObservedSink(StoringSink(conversation_id=conversation_id, turn=turn, emit=emit), turn.pk)
+    storing = StoringSink(conversation_id=conversation_id, turn=turn, emit=emit)
+    sink = ObservedSink(storing, turn.pk)
     with held(turn.pk):
         try:
+            history = model_history(conversation_id)
+            # No connection held while the model runs: turn workers share the pool.
+            connection_release()
             result = run_turn(
                 client=sink.client(client or model_client()),
-                history=model_history(conversation_id),
+                history=history,
                 tools=tools,
                 config=turn_config(customer=customer, tools=registry),
                 sink=sink,
@@ -350,21 +348,29 @@ def _run(
             # customer in plain words.
             logger.exception("Turn %s failed unexpectedly", turn.pk)
             result = TurnResult("failed", INTERNAL_ERROR_NOTICE, None, error_kind="internal")
-        finish = partial(_finish, conversation_id=conversation_id, turn=turn, result=result)
-        turn_finish_durably(partial(finish, tools=tools, emit=emit), turn.pk)
+        finish = partial(_finish, turn=turn, result=result, tools=tools, sink=storing, emit=emit)
+        turn_finish_durably(finish, turn.pk)
     sink.turn_ended(result)
 
 
 def _finish(
-    *, conversation_id: uuid.UUID, turn: Turn, result: TurnResult, tools: BoundTools, emit: Emit
+    *, turn: Turn, result: TurnResult, tools: BoundTools, sink: StoringSink, emit: Emit
 ) -> None:
     action: PendingAction | None = None
-    notices: list[Message] = []
-    with transaction.atomic():
-        if result.outcome == "awaiting_confirmation" and result.pending is not None:
-            pending = result.pending
+    notices: list[NewMessage] = []
+    if result.outcome == "awaiting_confirmation" and result.pending is not None:
+        state = TurnState.AWAITING_CONFIRMATION
+    elif result.outcome == "answered":
+        state = TurnState.COMPLETED
+    else:
+        state = TurnState.FAILED
+        notices = [notice(result.reply)]
+    end = (state, result.outcome, result.error_kind)
+    if state == TurnState.AWAITING_CONFIRMATION and result.pending is not None:
+        pending = result.pending
+        with transaction.atomic():
             action = PendingAction.objects.create(
-                conversation_id=conversation_id,
+                conversation_id=turn.conversation_id,
                 turn=turn,
                 tool_use_id=pending.tool_use_id,
                 tool_name=pending.name,
@@ -373,19 +379,11 @@ def _finish(
                 tool_uses=pending.tool_uses,
                 summary=tools.confirmation_text(pending.name, pending.tool_input)[:300],
             )
-            turn.state = TurnState.AWAITING_CONFIRMATION
-        elif result.outcome == "answered":
-            turn.state = TurnState.COMPLETED
-            turn.ended_at = timezone.now()
-        else:
-            turn.state = TurnState.FAILED
-            turn.ended_at = timezone.now()
-            notices = messages_append(conversation_id, turn, [notice(result.reply)])
-        turn.outcome = result.outcome
-        turn.error_kind = result.error_kind[:32]
-        turn.active_at = timezone.now()
-        turn_save_running(turn, ["state", "ended_at", "outcome", "error_kind", "active_at"])
-    messages_emit(emit, notices)
+            stored = sink.step(messages=notices, turn_end=end)
+    else:
+        # The turn's end, its last model call's usage and its notice: one statement.
+        stored = sink.step(messages=notices, turn_end=end)
+    messages_emit(emit, stored)
     if action is not None:
         safe_emit(emit, confirm_event(action))
     ended: dict[str, Any] = {

@@ -198,9 +198,9 @@ class StaffConversationConsumer(ChatConsumer):
         await self.send_stored()
         return result
 
-    async def chat_wake(self, message: dict[str, Any]) -> None:
+    async def chat_message(self, message: dict[str, Any]) -> None:
         if await self.still_allowed():
-            await super().chat_wake(message)
+            await super().chat_message(message)
 
     async def chat_event(self, message: dict[str, Any]) -> None:
         # Unfiltered: the page needs "agent_id" to know whether this agent holds it.

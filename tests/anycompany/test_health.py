@@ -10,6 +10,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from anycompany.dbpool import pool_reset
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # What the site sends on every page; the probes must send the same.
@@ -29,13 +31,17 @@ def unreachable_database() -> Iterator[None]:
     if connection.vendor != "postgresql":
         pytest.skip("needs a PostgreSQL server to take away")
     saved = dict(connection.settings_dict)
-    connection.close()
+    # The pool keeps the parameters it was built with: a new one is built from the new ones.
+    pool_reset()
     connection.settings_dict.update({"HOST": "127.0.0.1", "PORT": "1"})
-    connection.settings_dict["OPTIONS"] = {**saved.get("OPTIONS", {}), "connect_timeout": 2}
+    options = {**saved.get("OPTIONS", {}), "connect_timeout": 2}
+    if isinstance(options.get("pool"), dict):
+        options["pool"] = {**options["pool"], "timeout": 2}
+    connection.settings_dict["OPTIONS"] = options
     try:
         yield
     finally:
-        connection.close()
+        pool_reset()
         connection.settings_dict.clear()
         connection.settings_dict.update(saved)
 

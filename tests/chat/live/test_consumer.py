@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.contrib.auth.models import User
 
 from chat.live import realtime
-from chat.live.conversations import conversation_start, events_since
+from chat.live.conversations import conversation_start, events_since, message_event
+from chat.live.storage import messages_append, notice
 from chat.models import Conversation, Message, ModelCall, Turn
 from orders.models import Customer, Order, OrderEvent, OrderStatus
 from tests.chat.sockets import (
@@ -293,22 +294,51 @@ async def test_resume_delivers_exactly_the_missed_messages(
     await later.close()
 
 
-async def test_a_wake_for_messages_already_sent_sends_nothing(
+async def test_a_repeated_live_message_is_not_sent_twice(
     conversation: Conversation, alice_user: User
 ) -> None:
     socket = await signed_in_socket(alice_user, conversation.pk)
     await socket.send({"type": "resume", "after_seq": 0})
     await take_turn(socket, "I need help with an order")
     assert await socket.seen(is_turn_end)
-    # The resume the turn's end prompts in a browser, and whatever else is still on its way.
     while not await socket.nothing_more():
         await socket.receive()
-    last_seq = socket.messages()[-1]["seq"]
+    last = socket.messages()[-1]
 
     await get_channel_layer().group_send(
-        realtime.group_name(conversation.pk), {"type": realtime.WAKE, "seq": last_seq}
+        realtime.group_name(conversation.pk), {"type": realtime.MESSAGE, "event": last}
     )
 
+    assert await socket.nothing_more()
+    await socket.close()
+
+
+async def test_a_live_message_after_a_gap_brings_the_missed_ones_from_the_database(
+    conversation: Conversation, alice_user: User
+) -> None:
+    socket = await signed_in_socket(alice_user, conversation.pk)
+    await socket.send({"type": "resume", "after_seq": 0})
+    await take_turn(socket, "I need help with an order")
+    while not await socket.nothing_more():
+        await socket.receive()
+    seen = len(socket.messages())
+    # Stored while this socket heard nothing (as if the layer had dropped them).
+    stored = await sync_to_async(messages_append)(
+        conversation.pk,
+        None,
+        [notice("First missed"), notice("Second missed")],
+    )
+
+    await get_channel_layer().group_send(
+        realtime.group_name(conversation.pk),
+        {"type": realtime.MESSAGE, "event": message_event(stored[1])},
+    )
+    await socket.receive_until(lambda event: event.get("text") == "Second missed")
+
+    assert [event["text"] for event in socket.messages()[seen:]] == [
+        "First missed",
+        "Second missed",
+    ]
     assert await socket.nothing_more()
     await socket.close()
 
@@ -527,4 +557,53 @@ async def test_a_confirmed_cancellation_runs_once(
     order = await Order.objects.aget(pk="37129")
     assert order.status == OrderStatus.CANCELLED
     assert await OrderEvent.objects.filter(order=order).acount() == 1
+    await socket.close()
+
+
+# --- A turn's end reaches the socket that sent the message ---------------------------------------
+
+
+class DroppingLayer(InMemoryChannelLayer):
+    """A layer that loses every group message, as an overloaded or unreachable Redis does."""
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        return None
+
+
+async def test_the_sender_hears_its_reply_and_the_turn_end_even_when_the_layer_loses_them(
+    conversation: Conversation, alice_user: User, settings: Any
+) -> None:
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "tests.chat.live.test_consumer.DroppingLayer", "CONFIG": {}}
+    }
+    socket = await signed_in_socket(alice_user, conversation.pk)
+    await socket.send({"type": "resume", "after_seq": 0})
+
+    client_message_id = await take_turn(socket, "I need help with an order")
+
+    kinds = [event.get("type") for event in socket.events]
+    assert kinds[-2:] == ["turn", "submitted"]
+    assert is_turn_end(socket.events[-2])
+    stored = await sync_to_async(events_since)(conversation=conversation, after_seq=0)
+    assert [event["seq"] for event in socket.messages()] == [event["seq"] for event in stored]
+    assert socket.events[-1]["client_message_id"] == client_message_id
+    await socket.close()
+
+
+async def test_the_turn_end_comes_once_and_before_submitted(
+    conversation: Conversation, alice_user: User
+) -> None:
+    socket = await signed_in_socket(alice_user, conversation.pk)
+    await socket.send({"type": "resume", "after_seq": 0})
+
+    for text in ["I need help with an order", "My order is 12345", "Thanks"]:
+        await take_turn(socket, text)
+    while not await socket.nothing_more():
+        await socket.receive()
+
+    ends = [i for i, event in enumerate(socket.events) if is_turn_end(event)]
+    submitted = [i for i, event in enumerate(socket.events) if event.get("type") == "submitted"]
+    assert len(ends) == len(submitted) == 3
+    assert all(end < sent for end, sent in zip(ends, submitted, strict=True))
+    assert len({socket.events[i]["turn"] for i in ends}) == 3
     await socket.close()

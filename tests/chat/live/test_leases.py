@@ -265,7 +265,9 @@ def test_recover_turns_lists_dead_turns_in_a_dry_run_and_closes_them_otherwise(
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("database_sessions_closed")
-async def test_a_socket_opening_closes_its_conversations_dead_turn(alice: Customer) -> None:
+async def test_the_servers_sweep_closes_a_dead_turn_and_the_open_socket_hears_it(
+    alice: Customer,
+) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
     await sync_to_async(running_turn)(
         conversation, "c1", lease_expires_at=timezone.now() - timedelta(seconds=1)

@@ -238,7 +238,8 @@ def test_staff_find_the_trace_of_a_model_call_in_the_audit_pages(
     conversation: Conversation, alice: Customer, support: User
 ) -> None:
     spans = traced_turn(conversation, alice, one_tool_turn())
-    trace_id = format(spans[0].context.trace_id, "032x")
+    (turn,) = [span for span in spans if span.name == "chat.turn"]
+    trace_id = format(turn.context.trace_id, "032x")
     support.is_superuser = True
     support.save()
     staff = Client()

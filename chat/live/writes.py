@@ -1,0 +1,268 @@
+"""One step of a turn written in one statement: messages with their next seqs, the turn, usage.
+
+A turn's steps (the customer's message, each exchange with the model, the end) each change a
+few rows: the conversation's ``last_seq``, new messages, the turn's state and heartbeat, the
+model calls' usage. Written as separate ORM calls they cost a round trip each plus
+BEGIN/COMMIT/SAVEPOINT, and the turn worker holds the GIL through every one. On PostgreSQL a
+step is one data-modifying CTE: the conversation row is updated (and so locked) first, the
+messages take the seqs it returns, and everything commits together or not at all, in
+autocommit without BEGIN/COMMIT. Nothing written is read back: the caller already has it.
+
+Other databases (SQLite for local development and the eval sandbox) get the same rows through
+the ORM in one transaction.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from chat.engine.types import ModelCallRecord
+from chat.models import Conversation, Message, ModelCall, Turn, TurnState
+
+_ENDED = (TurnState.COMPLETED, TurnState.FAILED, TurnState.INTERRUPTED)
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    role: str
+    kind: str
+    content: list[dict[str, Any]]
+    client_message_id: str = ""
+    author_id: int | None = None
+
+
+@dataclass
+class Step:
+    """What one step writes. Every part is optional except the conversation."""
+
+    conversation_id: uuid.UUID
+    messages: list[NewMessage] = field(default_factory=list)
+    turn_id: uuid.UUID | None = None
+    # Creates the turn ``turn_id`` (running) for this client message id.
+    new_turn_client_id: str | None = None
+    # Sets the turn's state, outcome and error_kind (and ended_at when it is over).
+    turn_end: tuple[str, str, str] | None = None
+    # Each with the trace id it was made in.
+    model_calls: list[tuple[ModelCallRecord, str]] = field(default_factory=list)
+    # Sets the conversation's title if it has none yet.
+    title: str | None = None
+    # The turn's owner and lease (``chat.live.leases.lease_fields``), renewed with each write.
+    lease: tuple[str, datetime] | None = None
+    # Whether the turn must still be running (a step of the turn's own, not a decision that
+    # resumes it): if recovery closed it meanwhile, nothing is written (``TurnClosed``).
+    while_running: bool = True
+
+
+class TurnNotRunning(Exception):
+    """The step's turn is no longer running: nothing of the step was written."""
+
+
+def step_write(step: Step) -> list[Message]:
+    """Writes ``step`` atomically and returns the stored messages (with ids and seqs).
+
+    Raises: ``IntegrityError`` when the new turn's client message id was already used;
+    ``TurnNotRunning`` when the step updates a turn that must be running and is not;
+    ``Conversation.DoesNotExist`` when the conversation is gone. Nothing is written then.
+    """
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        rows = _write_postgresql(step, now)
+    else:
+        rows = _write_orm(step, now)
+    return [
+        Message(
+            id=pk,
+            conversation_id=step.conversation_id,
+            turn_id=step.turn_id,
+            seq=seq,
+            role=item.role,
+            kind=item.kind,
+            content=item.content,
+            client_message_id=item.client_message_id,
+            author_id=item.author_id,
+            created_at=now,
+        )
+        for (pk, seq), item in zip(rows, step.messages, strict=True)
+    ]
+
+
+def _turn_end_fields(step: Step, now: datetime) -> dict[str, Any]:
+    values: dict[str, Any] = {"active_at": now}
+    if step.turn_end is not None:
+        state, outcome, error_kind = step.turn_end
+        values.update(state=state, outcome=outcome, error_kind=error_kind[:32])
+        if state in _ENDED:
+            values["ended_at"] = now
+    return values
+
+
+def _usage_row(step: Step, call: tuple[ModelCallRecord, str], now: datetime) -> list[Any]:
+    record, trace_id = call
+    return [
+        step.conversation_id,
+        step.turn_id,
+        record.model_id[:200],
+        (record.stop_reason or "")[:64],
+        max(0, record.input_tokens),
+        max(0, record.output_tokens),
+        max(0, record.cache_read_tokens),
+        max(0, record.cache_write_tokens),
+        max(0, record.latency_ms),
+        record.error[:200],
+        trace_id[:32],
+        now,
+    ]
+
+
+_USAGE_COLUMNS = (
+    "conversation_id, turn_id, model_id, stop_reason, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_write_tokens, latency_ms, error, trace_id, created_at"
+)
+
+# The statement's parts; which ones a step uses depends on what it writes. Only these constant
+# fragments are ever joined into SQL, every value is a parameter.
+_TURN_SQL = (
+    "turn AS (UPDATE chat_turn SET active_at = %s, state = coalesce(%s, state), "
+    "outcome = coalesce(%s, outcome), error_kind = coalesce(%s, error_kind), "
+    "ended_at = coalesce(%s, ended_at), owner = coalesce(%s, owner), "
+    "lease_expires_at = coalesce(%s, lease_expires_at) "
+    "WHERE id = %s AND (state = 'running' OR NOT %s) RETURNING id)"
+)
+_NO_TURN_SQL = "turn AS (SELECT 1 AS id)"
+_NEW_TURN_SQL = (
+    "new_turn AS (INSERT INTO chat_turn (id, conversation_id, state, started_at, active_at, "
+    "outcome, error_kind, client_message_id, owner, lease_expires_at) "
+    "VALUES (%s, %s, 'running', %s, %s, '', '', %s, %s, %s))"
+)
+# The conversation is updated (so locked) only if the turn's update went through.
+_CONVERSATION_SQL = (
+    "conv AS (UPDATE chat_conversation SET last_seq = last_seq + %s, updated_at = %s, "
+    "title = CASE WHEN title = '' THEN coalesce(%s, '') ELSE title END "
+    "WHERE id = %s AND EXISTS (SELECT 1 FROM turn) RETURNING last_seq - %s AS base)"
+)
+_USAGE_SQL = (
+    "usage AS (INSERT INTO chat_modelcall (conversation_id, turn_id, model_id, stop_reason, "
+    "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, error, "
+    "trace_id, created_at) "
+    "SELECT %s, %s, item.*, %s::timestamptz FROM unnest(%s::text[], %s::text[], %s::int[], "
+    "%s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::text[]) AS item "
+    "WHERE EXISTS (SELECT 1 FROM turn))"
+)
+_MESSAGES_SQL = (
+    "stored AS (INSERT INTO chat_message (conversation_id, turn_id, seq, role, kind, content, "
+    "client_message_id, author_id, created_at) "
+    "SELECT %s, %s, conv.base + item.ord, item.role, item.kind, item.content::jsonb, "
+    "item.client_message_id, item.author_id, %s FROM conv, "
+    "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[]) "
+    "WITH ORDINALITY AS item(role, kind, content, client_message_id, author_id, ord) "
+    "RETURNING id, seq)"
+)
+# One row saying whether the turn's update went through, then the stored messages' ids and seqs.
+_RESULT_SQL = (
+    " SELECT 0, (SELECT count(*) FROM turn), 0 UNION ALL "
+    "SELECT 1, id, seq FROM stored ORDER BY 1, 3"
+)
+_RESULT_NO_MESSAGES_SQL = " SELECT 0, (SELECT count(*) FROM turn), 0"
+
+
+def _write_postgresql(step: Step, now: datetime) -> list[tuple[int, int]]:
+    count = len(step.messages)
+    owner, lease_expires_at = step.lease if step.lease is not None else (None, None)
+    ctes: list[str] = []
+    params: list[Any] = []
+    if step.new_turn_client_id is not None or step.turn_id is None:
+        ctes.append(_NO_TURN_SQL)
+    else:
+        values = _turn_end_fields(step, now)
+        ctes.append(_TURN_SQL)
+        params += [now, values.get("state"), values.get("outcome"), values.get("error_kind")]
+        params += [values.get("ended_at"), owner, lease_expires_at]
+        params += [step.turn_id, step.while_running]
+    if step.new_turn_client_id is not None:
+        ctes.append(_NEW_TURN_SQL)
+        params += [step.turn_id, step.conversation_id, now, now, step.new_turn_client_id]
+        params += [owner or "", lease_expires_at]
+    if count or step.title is not None:
+        ctes.append(_CONVERSATION_SQL)
+        params += [count, now, step.title, step.conversation_id, count]
+    if step.model_calls:
+        ctes.append(_USAGE_SQL)
+        rows = [_usage_row(step, call, now) for call in step.model_calls]
+        params += [step.conversation_id, step.turn_id, now]
+        params += [[row[column] for row in rows] for column in range(2, 11)]
+    if count:
+        ctes.append(_MESSAGES_SQL)
+        params += [step.conversation_id, step.turn_id, now]
+        params += [
+            [m.role for m in step.messages],
+            [m.kind for m in step.messages],
+            [json.dumps(m.content) for m in step.messages],
+            [m.client_message_id for m in step.messages],
+            [m.author_id for m in step.messages],
+        ]
+    result = _RESULT_SQL if count else _RESULT_NO_MESSAGES_SQL
+    with connection.cursor() as cursor:
+        cursor.execute("WITH " + ", ".join(ctes) + result, params)
+        rows_written = cursor.fetchall()
+    if not rows_written[0][1]:
+        raise TurnNotRunning(str(step.turn_id))
+    stored = [(int(pk), int(seq)) for _, pk, seq in rows_written[1:]]
+    if len(stored) != count:
+        raise Conversation.DoesNotExist(f"No conversation {step.conversation_id}.")
+    return stored
+
+
+def _write_orm(step: Step, now: datetime) -> list[tuple[int, int]]:
+    owner, lease_expires_at = step.lease if step.lease is not None else ("", None)
+    with transaction.atomic():
+        if step.new_turn_client_id is None and step.turn_id is not None:
+            turns = Turn.objects.filter(pk=step.turn_id)
+            if step.while_running:
+                turns = turns.filter(state=TurnState.RUNNING)
+            lease = {"owner": owner, "lease_expires_at": lease_expires_at} if step.lease else {}
+            if not turns.update(**_turn_end_fields(step, now), **lease):
+                raise TurnNotRunning(str(step.turn_id))
+        conversation = (
+            Conversation.objects.select_for_update()
+            .only("pk", "last_seq", "title")
+            .get(pk=step.conversation_id)
+        )
+        changes: dict[str, Any] = {"last_seq": F("last_seq") + len(step.messages)}
+        if step.title is not None and not conversation.title:
+            changes["title"] = step.title
+        Conversation.objects.filter(pk=step.conversation_id).update(updated_at=now, **changes)
+        if step.new_turn_client_id is not None:
+            Turn.objects.create(
+                id=step.turn_id,
+                conversation_id=step.conversation_id,
+                client_message_id=step.new_turn_client_id,
+                active_at=now,
+                owner=owner,
+                lease_expires_at=lease_expires_at,
+            )
+        ModelCall.objects.bulk_create(
+            ModelCall(
+                **dict(zip(_USAGE_COLUMNS.split(", "), _usage_row(step, call, now), strict=True))
+            )
+            for call in step.model_calls
+        )
+        rows = []
+        for offset, item in enumerate(step.messages, start=1):
+            message = Message.objects.create(
+                conversation_id=step.conversation_id,
+                turn_id=step.turn_id,
+                seq=conversation.last_seq + offset,
+                role=item.role,
+                kind=item.kind,
+                content=item.content,
+                client_message_id=item.client_message_id,
+                author_id=item.author_id,
+            )
+            rows.append((message.pk, message.seq))
+    return rows

@@ -1,0 +1,78 @@
+"""What a turn costs the database: the same few statements, however long the conversation."""
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from chat.engine.budget import estimated_tokens
+from chat.live.storage import NewMessage, messages_append
+from chat.models import Conversation, MessageKind, MessageRole, ModelCall
+from orders.models import Customer
+from tests.chat.factories import make_conversation, submit
+from tests.chat.scripted import ScriptedModel, text_response, tool_call, tool_response
+from tests.conftest import make_order
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REPLY = "<thinking>Found it.</thinking><reply>Your Moonstone lamp ships on Monday.</reply>"
+
+
+def one_tool_turn() -> ScriptedModel:
+    return ScriptedModel(
+        tool_response(tool_call("t-1", "get_order_by_id", {"order_id": "40001"})),
+        text_response(REPLY),
+    )
+
+
+def grown(customer: Customer, messages: int) -> Conversation:
+    """A conversation with ``messages`` stored messages of small talk."""
+    conversation = make_conversation(customer)
+    exchange = [
+        NewMessage(MessageRole.USER, MessageKind.CUSTOMER, [{"text": "How are you today?"}]),
+        NewMessage(MessageRole.ASSISTANT, MessageKind.ASSISTANT, [{"text": "<reply>Fine</reply>"}]),
+    ]
+    messages_append(conversation.pk, None, exchange * (messages // 2))
+    return conversation
+
+
+def statements_of_a_one_tool_turn(
+    conversation: Conversation, customer: Customer, model: ScriptedModel | None = None
+) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        submit(conversation, customer, "Where is order 40001?", model=model or one_tool_turn())
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def test_a_turn_at_500_messages_issues_the_same_statements_as_at_10(
+    alice: Customer, settings: Any
+) -> None:
+    settings.CHAT_CONTEXT_BUDGET_TOKENS = 1500
+    make_order("40001", alice, product="Moonstone lamp")
+    short, long = grown(alice, 10), grown(alice, 500)
+    model = one_tool_turn()
+
+    at_10 = statements_of_a_one_tool_turn(short, alice)
+    at_500 = statements_of_a_one_tool_turn(long, alice, model)
+
+    assert len(at_500) == len(at_10)
+    assert ModelCall.objects.filter(conversation=long).count() == 2
+    # What the model got of the 500 messages: the latest turns, within the budget.
+    first_call = model.requests[0]["messages"]
+    assert estimated_tokens(first_call) <= 1500
+    assert len(first_call) < 500
+
+
+def test_a_one_tool_turn_writes_each_step_in_one_statement(alice: Customer) -> None:
+    make_order("40001", alice, product="Moonstone lamp")
+    conversation = grown(alice, 10)
+
+    statements = statements_of_a_one_tool_turn(conversation, alice)
+
+    writes = [sql for sql in statements if sql.lstrip().upper().startswith("WITH")]
+    # The customer's message with its new turn; the tool exchange with the first call's usage;
+    # the reply with the second's; the turn's end.
+    assert len(writes) == 4
+    assert not [sql for sql in statements if "SAVEPOINT" in sql.upper()]
+    assert not [sql for sql in statements if sql.strip().upper() == "SELECT 1"]
