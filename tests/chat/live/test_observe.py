@@ -49,8 +49,9 @@ pytestmark = [
 EMAIL = "ana.silva+orders@example.com"
 PHONE = "312-555-8204"
 MESSAGE = f"Where is order 40001? Write to {EMAIL} or call {PHONE}, my cat Biscuit waits."
-# Words of the customer's message, the tool's input and the tool's result.
-SECRETS = [EMAIL, PHONE, "555", "Biscuit", "40001", "Moonstone", "Sunglasses"]
+# Words of the customer's message, the tool's input and the tool's result. Not a bare "555":
+# hex trace and span ids contain it by chance.
+SECRETS = [EMAIL, PHONE, "555-8204", "Biscuit", "40001", "Moonstone", "Sunglasses"]
 REPLY = "<thinking>Found it.</thinking><reply>Your Moonstone lamp ships on Monday.</reply>"
 
 
