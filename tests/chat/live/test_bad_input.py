@@ -4,12 +4,9 @@ open, nothing is stored half-way and nothing is logged at ERROR.
 Through the real ASGI stack, on the real database: PostgreSQL is what refuses NUL characters.
 """
 
-import copy
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -17,8 +14,6 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from chat.live import realtime
-from chat.live.conversations import conversation_start
 from chat.live.handoff import handoff_request
 from chat.models import Conversation, Feedback, Message, Turn
 from orders.models import Customer
@@ -35,7 +30,9 @@ from tests.chat.sockets import (
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("database_sessions_closed"),
+    pytest.mark.usefixtures(
+        "database_sessions_closed", "socket_settings", "turns_settled", "turn_pool_stopped"
+    ),
 ]
 
 # Too deep for the JSON decoder (RecursionError) yet under the frame size limit.
@@ -45,44 +42,6 @@ DEEP_ARRAY = "[" * DEEP + "]" * DEEP
 NESTED_TEXT = '{"type": "send", "client_message_id": "abcdefgh12", "text": ' + (
     "[" * 900 + "]" * 900 + "}"
 )
-
-
-@pytest.fixture(autouse=True)
-def isolated_limits(settings: Any) -> None:
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"bad-input-tests-{uuid.uuid4()}",
-        }
-    }
-    settings.CHANNEL_LAYERS = copy.deepcopy(settings.CHANNEL_LAYERS)
-    settings.CHAT_MODEL = "demo"
-    settings.CHAT_DEMO_DELAY_SECONDS = 0.0
-    settings.CHAT_RATE_LIMIT_PER_MINUTE = 100
-    settings.CHAT_DAILY_TOKEN_BUDGET = 0
-
-
-@pytest.fixture(autouse=True)
-async def settled_turns() -> AsyncIterator[None]:
-    yield
-    await realtime.turns_settled()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def stopped_turn_pool() -> Iterator[None]:
-    yield
-    realtime.turn_executor_shutdown()
-
-
-@pytest.fixture
-def alice_user(alice: Customer) -> User:
-    assert alice.user is not None
-    return alice.user
-
-
-@pytest.fixture
-def conversation(alice_user: User) -> Conversation:
-    return conversation_start(user=alice_user)
 
 
 def no_errors_logged(caplog: pytest.LogCaptureFixture) -> bool:

@@ -7,11 +7,10 @@ The ASGI stack in-process (the channel layer the settings choose) for most, and 
 
 import asyncio
 import contextlib
-import copy
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from http.cookies import SimpleCookie
 from typing import Any
@@ -23,11 +22,8 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
-from chat.live import realtime
-from chat.live.conversations import conversation_start
 from chat.live.handoff import handoff_request
 from chat.models import Conversation, Message
-from orders.models import Customer
 from tests.chat.handoff_helpers import SUPPORT_AGENT, make_agent
 from tests.chat.sockets import (
     RawWebSocket,
@@ -39,46 +35,10 @@ from tests.chat.sockets import (
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("database_sessions_closed"),
+    pytest.mark.usefixtures(
+        "database_sessions_closed", "socket_settings", "turns_settled", "turn_pool_stopped"
+    ),
 ]
-
-
-@pytest.fixture(autouse=True)
-def isolated_limits(settings: Any) -> None:
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"session-socket-tests-{uuid.uuid4()}",
-        }
-    }
-    settings.CHANNEL_LAYERS = copy.deepcopy(settings.CHANNEL_LAYERS)
-    settings.CHAT_MODEL = "demo"
-    settings.CHAT_DEMO_DELAY_SECONDS = 0.0
-    settings.CHAT_RATE_LIMIT_PER_MINUTE = 100
-    settings.CHAT_DAILY_TOKEN_BUDGET = 0
-
-
-@pytest.fixture(autouse=True)
-async def settled_turns() -> AsyncIterator[None]:
-    yield
-    await realtime.turns_settled()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def stopped_turn_pool() -> Iterator[None]:
-    yield
-    realtime.turn_executor_shutdown()
-
-
-@pytest.fixture
-def alice_user(alice: Customer) -> User:
-    assert alice.user is not None
-    return alice.user
-
-
-@pytest.fixture
-def conversation(alice_user: User) -> Conversation:
-    return conversation_start(user=alice_user)
 
 
 def signed_in(user: User) -> Client:

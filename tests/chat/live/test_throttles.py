@@ -2,9 +2,7 @@
 conversation's messages (``resume`` frames), opening sockets, starting conversations. Each says
 in words what to do; counts live in the cache, per user, so another user is unaffected."""
 
-import copy
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -13,8 +11,6 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from chat.live import realtime
-from chat.live.conversations import conversation_start
 from chat.models import Conversation
 from orders.models import Customer
 from tests.chat.handoff_helpers import make_agent
@@ -27,49 +23,10 @@ from tests.chat.sockets import (
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("database_sessions_closed"),
+    pytest.mark.usefixtures(
+        "database_sessions_closed", "socket_settings", "turns_settled", "turn_pool_stopped"
+    ),
 ]
-
-
-@pytest.fixture(autouse=True)
-def isolated_limits(settings: Any) -> None:
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"throttle-tests-{uuid.uuid4()}",
-        }
-    }
-    settings.CHANNEL_LAYERS = copy.deepcopy(settings.CHANNEL_LAYERS)
-    settings.CHAT_MODEL = "demo"
-
-
-@pytest.fixture(autouse=True)
-async def settled_turns() -> AsyncIterator[None]:
-    yield
-    await realtime.turns_settled()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def stopped_turn_pool() -> Iterator[None]:
-    yield
-    realtime.turn_executor_shutdown()
-
-
-@pytest.fixture
-def alice_user(alice: Customer) -> User:
-    assert alice.user is not None
-    return alice.user
-
-
-@pytest.fixture
-def bob_user(bob: Customer) -> User:
-    assert bob.user is not None
-    return bob.user
-
-
-@pytest.fixture
-def conversation(alice_user: User) -> Conversation:
-    return conversation_start(user=alice_user)
 
 
 async def test_resume_frames_past_the_limit_are_refused_in_words(

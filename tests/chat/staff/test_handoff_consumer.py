@@ -1,21 +1,16 @@
 """The handoff over websockets: the customer's button, the staff inbox and an agent's socket,
 through the real ASGI stack (origin check, session auth, URL routing)."""
 
-import copy
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 
-from chat.live import realtime
-from chat.live.conversations import conversation_start
 from chat.live.handoff import REQUESTED_NOTICE, handoff_request
 from chat.models import Conversation, ConversationStatus, Message, MessageKind, ModelCall
 from chat.staff.handoff import RELEASED_NOTICE, handoff_claim
-from orders.models import Customer
 from tests.chat.handoff_helpers import make_agent
 from tests.chat.sockets import (
     Socket,
@@ -27,53 +22,17 @@ from tests.chat.sockets import (
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("database_sessions_closed"),
+    pytest.mark.usefixtures(
+        "database_sessions_closed", "socket_settings", "turns_settled", "turn_pool_stopped"
+    ),
 ]
 
 INBOX = "/ws/staff/inbox/"
 
 
-@pytest.fixture(autouse=True)
-def isolated_limits(settings: Any) -> None:
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"handoff-consumer-tests-{uuid.uuid4()}",
-        }
-    }
-    settings.CHANNEL_LAYERS = copy.deepcopy(settings.CHANNEL_LAYERS)
-    settings.CHAT_MODEL = "demo"
-    settings.CHAT_DEMO_DELAY_SECONDS = 0.0
-    settings.CHAT_RATE_LIMIT_PER_MINUTE = 100
-    settings.CHAT_DAILY_TOKEN_BUDGET = 0
-
-
-@pytest.fixture(autouse=True)
-async def settled_turns() -> AsyncIterator[None]:
-    yield
-    await realtime.turns_settled()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def stopped_turn_pool() -> Iterator[None]:
-    yield
-    realtime.turn_executor_shutdown()
-
-
-@pytest.fixture
-def alice_user(alice: Customer) -> User:
-    assert alice.user is not None
-    return alice.user
-
-
 @pytest.fixture
 def agent(db: None) -> User:
     return make_agent("sam", "Sam")
-
-
-@pytest.fixture
-def conversation(alice_user: User) -> Conversation:
-    return conversation_start(user=alice_user)
 
 
 def staff_path(conversation_id: object) -> str:

@@ -1,0 +1,61 @@
+"""Fixtures shared by the chat's socket tests: a demo-model chat with its limits out of the way."""
+
+import copy
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from chat.live import realtime
+from chat.live.conversations import conversation_start
+from chat.models import Conversation
+from orders.models import Customer
+
+
+@pytest.fixture
+def socket_settings(settings: Any) -> None:
+    """The demo model without delay, a cache of the test's own and limits no test reaches."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            # Throttle counters must not leak from one test into the next.
+            "LOCATION": f"socket-tests-{uuid.uuid4()}",
+        }
+    }
+    settings.CHANNEL_LAYERS = copy.deepcopy(settings.CHANNEL_LAYERS)
+    settings.CHAT_MODEL = "demo"
+    settings.CHAT_DEMO_DELAY_SECONDS = 0.0
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 100
+    settings.CHAT_DAILY_TOKEN_BUDGET = 0
+
+
+@pytest.fixture
+async def turns_settled() -> AsyncIterator[None]:
+    yield
+    # Turns outlive their sockets by design; let them end before the database is flushed.
+    await realtime.turns_settled()
+
+
+@pytest.fixture(scope="module")
+def turn_pool_stopped() -> Iterator[None]:
+    yield
+    realtime.turn_executor_shutdown()
+
+
+@pytest.fixture
+def alice_user(alice: Customer) -> User:
+    assert alice.user is not None
+    return alice.user
+
+
+@pytest.fixture
+def bob_user(bob: Customer) -> User:
+    assert bob.user is not None
+    return bob.user
+
+
+@pytest.fixture
+def conversation(alice_user: User) -> Conversation:
+    return conversation_start(user=alice_user)
