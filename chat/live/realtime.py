@@ -141,6 +141,7 @@ class GroupEmitter:
         self._channel = channel
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.trail = TurnTrail()
+        self.failed_sends = 0
 
     def __call__(self, event: dict[str, Any]) -> None:
         try:
@@ -171,6 +172,12 @@ class GroupEmitter:
                 for event in coalesce([event for event in batch if event is not None]):
                     await self._send(event)
             if ended:
+                if self.failed_sends > 1:
+                    logger.warning(
+                        "%d live events of this turn did not reach %s.",
+                        self.failed_sends,
+                        self._group,
+                    )
                 return
 
     async def _send(self, event: dict[str, Any]) -> None:
@@ -183,8 +190,16 @@ class GroupEmitter:
             if event.get("type") == "handoff":
                 await self._layer.group_send(INBOX_GROUP, {"type": INBOX_CHANGED})
         except Exception:
-            # The layer is best effort; the database keeps every stored message.
-            logger.exception("Could not send a %s event to %s.", event.get("type"), self._group)
+            # The layer is best effort; the database keeps every stored message. While Redis is
+            # away every event fails alike: one traceback per turn, then a count at its end.
+            self.failed_sends += 1
+            if self.failed_sends == 1:
+                logger.warning(
+                    "Could not send a %s event to %s; the turn goes on and is stored.",
+                    event.get("type"),
+                    self._group,
+                    exc_info=True,
+                )
 
 
 def coalesce(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

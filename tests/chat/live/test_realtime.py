@@ -1,13 +1,18 @@
 """How turn events are packed for the channel layer."""
 
 import asyncio
+import logging
+import socket
 from typing import Any
 
+import pytest
 from channels.layers import InMemoryChannelLayer
+from channels_redis.core import RedisChannelLayer
 
 from chat.live.realtime import (
     EVENT,
     MESSAGE,
+    GroupEmitter,
     TurnTrail,
     coalesce,
     group_message,
@@ -15,6 +20,12 @@ from chat.live.realtime import (
     start_turn,
     turn_executor_shutdown,
 )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_a_stored_message_travels_as_its_event_with_its_seq() -> None:
@@ -83,3 +94,25 @@ async def test_a_turn_that_raises_still_ends_and_leaves_nothing_in_flight() -> N
     assert metrics()["turns_in_flight"] == 0
     received = [await layer.receive(channel), await layer.receive(channel)]
     assert [message["event"]["type"] for message in received] == ["delta", "error"]
+
+
+async def test_a_layer_that_is_away_costs_one_traceback_per_turn_not_one_per_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A real Redis layer pointed at a port nothing listens on: every send is refused.
+    layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}"])
+    emitter = GroupEmitter(loop=asyncio.get_running_loop(), layer=layer, group="conversation.x")
+    for n in range(5):
+        emitter.put({"type": "status", "turn": "t", "text": f"step {n}"})
+    emitter.close()
+
+    with caplog.at_level(logging.DEBUG, logger="chat.live.realtime"):
+        await asyncio.wait_for(emitter.drain(), timeout=60)
+
+    records = [record for record in caplog.records if record.name == "chat.live.realtime"]
+    assert emitter.failed_sends == 5
+    assert [(record.levelno, record.exc_info is not None) for record in records] == [
+        (logging.WARNING, True),
+        (logging.WARNING, False),
+    ]
+    assert "5 live events" in records[1].getMessage()
