@@ -24,6 +24,8 @@ def socket_settings(settings: Any) -> None:
             "LOCATION": f"socket-tests-{uuid.uuid4()}",
         }
     }
+    # A channel layer of its own per test: the Redis layer's locks belong to one event loop, and
+    # each test runs on a new one.
     settings.CHANNEL_LAYERS = copy.deepcopy(settings.CHANNEL_LAYERS)
     settings.CHAT_MODEL = "demo"
     settings.CHAT_DEMO_DELAY_SECONDS = 0.0

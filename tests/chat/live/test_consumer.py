@@ -5,11 +5,9 @@ memory without REDIS_URL, Redis with it).
 """
 
 import asyncio
-import copy
 import io
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -36,57 +34,10 @@ from tests.conftest import make_order
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("database_sessions_closed"),
+    pytest.mark.usefixtures(
+        "database_sessions_closed", "socket_settings", "turns_settled", "turn_pool_stopped"
+    ),
 ]
-
-
-@pytest.fixture(autouse=True)
-def isolated_limits(settings: Any) -> None:
-    # A cache of its own per test, so rate-limit counts never leak between tests or runs.
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"consumer-tests-{uuid.uuid4()}",
-        }
-    }
-    # A channel layer of its own per test: the Redis layer's locks belong to one event loop, and
-    # each test runs on a new one.
-    settings.CHANNEL_LAYERS = copy.deepcopy(settings.CHANNEL_LAYERS)
-    settings.CHAT_MODEL = "demo"
-    settings.CHAT_DEMO_DELAY_SECONDS = 0.0
-    settings.CHAT_RATE_LIMIT_PER_MINUTE = 100
-    settings.CHAT_DAILY_TOKEN_BUDGET = 0
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-async def settled_turns() -> AsyncIterator[None]:
-    yield
-    # Turns outlive their sockets by design; let them end before the database is flushed.
-    await realtime.turns_settled()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def stopped_turn_pool() -> Iterator[None]:
-    yield
-    realtime.turn_executor_shutdown()
-
-
-@pytest.fixture
-def alice_user(alice: Customer) -> User:
-    assert alice.user is not None
-    return alice.user
-
-
-@pytest.fixture
-def bob_user(bob: Customer) -> User:
-    assert bob.user is not None
-    return bob.user
-
-
-@pytest.fixture
-def conversation(alice_user: User) -> Conversation:
-    return conversation_start(user=alice_user)
 
 
 def send_frame(text: str, client_message_id: str | None = None) -> dict[str, Any]:

@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
-from django.test import Client
 
-from chat.live.conversations import conversation_start
 from chat.models import Conversation, ConversationStatus, PendingAction
 from orders.models import Customer, Order, OrderStatus
 from tests.chat.bedrock_standin import (
@@ -29,6 +27,7 @@ from tests.chat.sockets import (
     app_server,
     conversation_path,
     database_sessions_closed,  # noqa: F401 - a fixture
+    session_cookie,
 )
 from tests.conftest import make_order
 
@@ -77,19 +76,8 @@ def alice_user(alice: Customer) -> User:
     return alice.user
 
 
-@pytest.fixture
-def conversation(alice_user: User) -> Conversation:
-    return conversation_start(user=alice_user)
-
-
-def session_of(user: User) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies["sessionid"].value
-
-
 async def open_chat(port: int, user: User, conversation: Conversation) -> RawWebSocket:
-    cookie = await sync_to_async(session_of)(user)
+    cookie = await sync_to_async(session_cookie)(user)
     socket = await RawWebSocket.connect(port, conversation_path(conversation.pk), cookie=cookie)
     await socket.send({"type": "resume", "after_seq": 0})
     return socket
