@@ -88,6 +88,9 @@ def server_env(*, database_url: str, redis_url: str, standin_url: str, args: Any
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             # Raised so the benchmark measures turns, not refusals; the budget query still runs.
             "CHAT_RATE_LIMIT_PER_MINUTE": "1000000",
+            "CHAT_CONVERSATIONS_PER_HOUR": "1000000",
+            "CHAT_CONNECTS_PER_MINUTE": "1000000",
+            "CHAT_RESUMES_PER_MINUTE": "1000000",
             "CHAT_DAILY_TOKEN_BUDGET": str(10**15),
             "PYTHONUNBUFFERED": "1",
         }
