@@ -236,7 +236,8 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
         return True
 
     async def start_send(self, text: str, client_message_id: str) -> None:
-        if not await self.limits_allow():
+        # The daily token budget is checked by the turn itself, in its first read.
+        if not await self.limit_allows(limits.rate_limit_hit):
             return
 
         async def reply(accepted: object, trail: realtime.TurnTrail) -> None:
