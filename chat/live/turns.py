@@ -294,14 +294,16 @@ def _run(
     sink = ObservedSink(storing, turn.pk)
     with held(turn.pk):
         try:
-            history = model_history(conversation_id)
+            config = turn_config(customer=customer, tools=registry)
+            history = model_history(conversation_id, budget_tokens=config.context_budget_tokens)
             # No connection held while the model runs: turn workers share the pool.
             connection_release()
             result = run_turn(
                 client=sink.client(client or model_client()),
-                history=history,
+                history=history.messages,
+                earlier_orders=history.earlier_orders,
                 tools=tools,
-                config=turn_config(customer=customer, tools=registry),
+                config=config,
                 sink=sink,
             )
         except TurnClosed:

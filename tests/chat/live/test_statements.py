@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chat.engine.budget import estimated_tokens
+from chat.live.conversations import model_history
 from chat.live.storage import NewMessage, messages_append
 from chat.models import Conversation, Message, MessageKind, MessageRole, ModelCall
 from orders.models import Customer
@@ -51,7 +52,10 @@ def test_a_turn_at_500_messages_issues_the_same_statements_as_at_10(
 ) -> None:
     settings.CHAT_CONTEXT_BUDGET_TOKENS = 1500
     make_order("40001", alice, product="Moonstone lamp")
-    short, long = grown(alice, 10), grown(alice, 500)
+    short, long, longer = grown(alice, 10), grown(alice, 500), grown(alice, 1000)
+    # What a turn reads of each: the latest messages, as many at 1,000 as at 500.
+    read_at_500 = model_history(long.pk, budget_tokens=1500).messages
+    read_at_1000 = model_history(longer.pk, budget_tokens=1500).messages
     model = one_tool_turn()
 
     at_10 = statements_of_a_one_tool_turn(short, alice)
@@ -63,6 +67,9 @@ def test_a_turn_at_500_messages_issues_the_same_statements_as_at_10(
     first_call = model.requests[0]["messages"]
     assert estimated_tokens(first_call) <= 1500
     assert len(first_call) < 500
+    # Read: a quarter more than the budget at most, never the whole conversation.
+    assert len(read_at_500) == len(read_at_1000) < 2 * len(first_call)
+    assert estimated_tokens(read_at_500) <= 1500 * 5 // 4
 
 
 def kind_of(sql: str) -> str:
