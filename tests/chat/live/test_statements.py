@@ -80,11 +80,11 @@ def kind_of(sql: str) -> str:
     if text.startswith("WITH"):
         return "write"
     for table, kind in (
-        ('FROM "ORDERS_CUSTOMER"', "admission"),  # customer, conversation, turns, budget
-        ('FROM "ORDERS_ORDER"', "tool"),  # get_order_by_id
-        ('FROM "CHAT_MESSAGE"', "history"),
+        ("ORDERS_CUSTOMER", "admission"),  # with the conversation, its turns and the budget
+        ("ORDERS_ORDER", "tool"),  # get_order_by_id
+        ("CHAT_MESSAGE", "history"),
     ):
-        if table in text:
+        if table in text.replace('"', ""):
             return kind
     return sql
 
