@@ -105,7 +105,7 @@ CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chat.live.layer.OriginSkippingRedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {

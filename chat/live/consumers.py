@@ -195,7 +195,7 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
         if kind == "ping":
             await self.send_json({"type": "pong"})
         elif kind in ("send", "decide"):
-            if not await self.turn_allowed():
+            if not await self.turn_allowed(budget=kind == "decide"):
                 return
             if kind == "send":
                 await self.start_send(frame["text"], frame["client_message_id"])
@@ -223,23 +223,29 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
             return False
         return True
 
-    async def turn_allowed(self) -> bool:
+    async def turn_allowed(self, *, budget: bool) -> bool:
         """The session check, then the customer's limits, in one trip to a worker thread; a
         limit reached is told in an "error" frame."""
-        allowed, refused = await self.still_allowed_then(self.limits_refusal)
+        allowed, refused = await self.still_allowed_then(
+            partial(self.limits_refusal, budget=budget)
+        )
         if refused is not None:
             await self.send_json(refused_event(refused))
         return allowed and refused is None
 
-    def limits_refusal(self) -> limits.LimitExceeded | None:
-        """The limit a message or decision now would go over, if any. Blocking."""
+    def limits_refusal(self, *, budget: bool) -> limits.LimitExceeded | None:
+        """The limit a message or decision now would go over, if any. Blocking.
+
+        A message's daily token budget is checked by its turn, in the turn's first read
+        (``chat.live.intake``); ``budget`` checks it here (a decision on a confirmation).
+        """
         user_id = self.scope["user"].pk
         try:
-            if conversation_held(conversation_id=self.conversation.pk):
-                # No model runs while a person has the conversation: the token budget is moot.
-                limits.rate_limit_hit(user_id=user_id)
-            else:
+            # No model runs while a person has the conversation: the token budget is moot.
+            if budget and not conversation_held(conversation_id=self.conversation.pk):
                 limits.turn_allowed(user_id=user_id, customer_id=self.conversation.customer_id)
+            else:
+                limits.rate_limit_hit(user_id=user_id)
         except limits.LimitExceeded as refused:
             return refused
         return None
