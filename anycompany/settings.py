@@ -107,7 +107,7 @@ CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chat.live.layer.OriginSkippingRedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {
@@ -324,7 +324,9 @@ BEDROCK_MODEL_ID = env_str("BEDROCK_MODEL_ID", "us.anthropic.claude-sonnet-4-5-2
 BEDROCK_TEMPERATURE = env_float("BEDROCK_TEMPERATURE", 0.0, minimum=0.0)
 BEDROCK_TOP_K = env_int("BEDROCK_TOP_K", 10, minimum=0)
 BEDROCK_MAX_TOKENS = env_int("BEDROCK_MAX_TOKENS", 4096, minimum=1)
-BEDROCK_PROMPT_CACHING = env_bool("BEDROCK_PROMPT_CACHING", False)
+# "auto" (None): on for the Claude models whose Converse API takes cache points.
+_PROMPT_CACHING = env_choice("BEDROCK_PROMPT_CACHING", "auto", ["auto", "true", "false"])
+BEDROCK_PROMPT_CACHING = None if _PROMPT_CACHING == "auto" else _PROMPT_CACHING == "true"
 BEDROCK_GUARDRAIL_ID = env_str("BEDROCK_GUARDRAIL_ID", "")
 BEDROCK_GUARDRAIL_VERSION = env_str("BEDROCK_GUARDRAIL_VERSION", "")
 if bool(BEDROCK_GUARDRAIL_ID) != bool(BEDROCK_GUARDRAIL_VERSION):

@@ -103,6 +103,13 @@ class Turn(models.Model):
             models.CheckConstraint(
                 condition=models.Q(state__in=TurnState.values), name="turn_state_valid"
             ),
+            # One turn at a time: a message that would start a second one is refused as busy,
+            # however many processes race to start it (``chat.live.turns.turn_submit``).
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=models.Q(state="running"),
+                name="turn_one_running_per_conversation",
+            ),
         ]
         indexes = [models.Index(fields=["state", "active_at"], name="turn_state_active_at")]
 
@@ -133,12 +140,25 @@ MODEL_KINDS = (
 )
 
 
+# Messages and model calls are written only by ``chat.live.writes``, whose statement updates
+# (so locks) their conversation and turn first and inserts nothing when either is missing. A
+# database foreign key would check each inserted row again at COMMIT (two checks per message and
+# per model call, a third of a turn's statements), so these keys are not constraints in the
+# database (``db_constraint=False``): Django's ``on_delete`` still cascades and clears them, and
+# the admin still joins them.
+
+
 class Message(models.Model):
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_constraint=False
     )
     turn = models.ForeignKey(
-        Turn, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+        Turn,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
+        db_constraint=False,
     )
     seq = models.PositiveIntegerField()
     role = models.CharField(max_length=16, choices=MessageRole.choices)
@@ -176,10 +196,15 @@ class ModelCall(models.Model):
     """One request to the model: what it cost and how long it took."""
 
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="model_calls"
+        Conversation, on_delete=models.CASCADE, related_name="model_calls", db_constraint=False
     )
     turn = models.ForeignKey(
-        Turn, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_calls"
+        Turn,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="model_calls",
+        db_constraint=False,
     )
     model_id = models.CharField(max_length=200)
     stop_reason = models.CharField(max_length=64, blank=True)

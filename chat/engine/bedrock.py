@@ -40,6 +40,11 @@ Pool size
     ``CHAT_MAX_CONCURRENT_TURNS`` plus a little headroom. boto3's default of 10 would make
     turns 11+ queue for a connection.
 
+Prompt caching
+    ``caches_prompts`` says which model ids take Converse ``cachePoint`` blocks; with
+    ``BEDROCK_PROMPT_CACHING=auto`` (the default) the live chat turns caching on for them
+    (``chat.live.engine_config.prompt_caching``), and the tool loop places the points.
+
 Errors, as the tool loop sees them
     Known error codes map through ``chat.engine.client.error_class`` (the one map, shared with
     the loop). Beyond it: any other 429/503 is ``ModelBusy``; an unknown in-stream error, other
@@ -53,6 +58,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +99,21 @@ _RETRY_ONCE_CODES = frozenset({"modeltimeoutexception", "modelerrorexception"})
 # surface as urllib3's own exceptions because botocore reads event streams from urllib3
 # directly; corrupt frames raise botocore.eventstream.ParserError, which is not a BotoCoreError.
 _SDK_ERRORS = (ClientError, BotoCoreError, ParserError, urllib3.exceptions.HTTPError)
+
+
+# Claude models that take Converse cache points (3.5 Haiku, 3.7 Sonnet, and the Haiku, Sonnet
+# and Opus of generation 4 on), as a model id, an inference profile id ("us.", "global.") or
+# either's ARN names them. Claude 3.5 Sonnet v2 had caching only as a preview.
+_CACHING_MODELS = re.compile(r"anthropic\.claude-(3-5-haiku|3-7-sonnet|(haiku|sonnet|opus)-[4-9])")
+
+
+def caches_prompts(model_id: str) -> bool:
+    """Whether ``model_id`` is a Claude model whose Converse calls take ``cachePoint`` blocks
+    (after the system prompt, the tools and the conversation: see ``chat.engine.loop``).
+
+    An application inference profile's ARN does not name its model: set caching explicitly.
+    """
+    return _CACHING_MODELS.search(model_id) is not None
 
 
 class BedrockNotConfigured(Exception):

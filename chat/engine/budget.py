@@ -14,12 +14,15 @@ budget set well below the model's context window.
 """
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 Message = dict[str, Any]
 
 CHARS_PER_TOKEN = 4
 ORDER_KEYS = ("order_id",)
+# The note names at most this many orders, the latest ones.
+NOTE_ORDERS = 20
 
 
 def estimated_tokens(messages: list[Message]) -> int:
@@ -55,40 +58,52 @@ def _orders_discussed(messages: list[Message]) -> list[str]:
     return found
 
 
-def earlier_note(dropped: list[Message]) -> str:
-    """The text standing in for the dropped turns."""
-    orders = _orders_discussed(dropped)
+def earlier_note(dropped: list[Message], earlier_orders: Sequence[str] = ()) -> str:
+    """The text standing in for the dropped turns (and for ``earlier_orders``, the orders of
+    messages left out before ``dropped``)."""
+    orders = list(earlier_orders)
+    orders += [order for order in _orders_discussed(dropped) if order not in orders]
+    return _note(orders[-NOTE_ORDERS:])
+
+
+def _note(orders: list[str]) -> str:
     note = "[Earlier messages of this conversation are not shown."
     if orders:
-        note += " Orders discussed earlier: " + ", ".join(orders[-20:]) + "."
+        note += " Orders discussed earlier: " + ", ".join(orders) + "."
     return note + "]"
 
 
-def within_budget(messages: list[Message], budget_tokens: int) -> list[Message]:
+def within_budget(
+    messages: list[Message], budget_tokens: int, earlier_orders: Sequence[str] | None = None
+) -> list[Message]:
     """The latest turns of a valid history that fit ``budget_tokens`` (0: everything).
 
+    ``earlier_orders`` is None when ``messages`` is the whole conversation; when it is only the
+    conversation's latest part, the orders that the part left out discussed.
+
     The result is a valid Converse history too; at least the last turn is kept, even over the
-    budget. The first kept message starts with ``earlier_note`` when turns were dropped.
+    budget. The first kept message starts with ``earlier_note`` when anything was left out.
     """
-    if not budget_tokens or estimated_tokens(messages) <= budget_tokens:
+    cut_before = earlier_orders is not None
+    if not cut_before and (not budget_tokens or estimated_tokens(messages) <= budget_tokens):
         return messages
-    sizes = [_tokens(message) for message in messages]
-    starts = [index for index in _turn_starts(messages) if index > 0]
+    starts = [0] if cut_before else []
+    starts += [index for index in _turn_starts(messages) if index > 0]
     if not starts:
         return messages
+    # Room for the longest note any cut could need, so the cut is found in one pass.
+    named = sorted({*(earlier_orders or ()), *_orders_discussed(messages)}, key=len)
+    reserve = len(_note(named[-NOTE_ORDERS:])) // CHARS_PER_TOKEN + 1
+    sizes = [_tokens(message) for message in messages]
     remaining = sum(sizes)
     cut = starts[-1]
     previous = 0
     for start in starts:
         remaining -= sum(sizes[previous:start])
         previous = start
-        note_tokens = len(earlier_note(messages[:start])) // CHARS_PER_TOKEN + 1
-        if remaining + note_tokens <= budget_tokens:
+        if not budget_tokens or remaining + reserve <= budget_tokens:
             cut = start
             break
     first = messages[cut]
-    kept = [
-        {**first, "content": [{"text": earlier_note(messages[:cut])}, *first["content"]]},
-        *messages[cut + 1 :],
-    ]
-    return kept
+    note = earlier_note(messages[:cut], earlier_orders or ())
+    return [{**first, "content": [{"text": note}, *first["content"]]}, *messages[cut + 1 :]]

@@ -2,9 +2,10 @@
 
 A stored history can break Converse's rules in many small ways: a turn that failed between the
 model's tool call and its results, a customer who sent two messages while the assistant was busy,
-a blank text block, a result whose call is gone. ``repair`` returns a copy that obeys every rule
-``violations`` checks; ``violations`` is what the tests (and, as a last line of defence, the tool
-loop before each call) use to prove it.
+a blank text block, a result whose call is gone. ``repair`` returns a new history that obeys
+every rule ``violations`` checks; ``violations`` is what the tests use to prove it. The tool loop
+repairs what it loads once, then checks only what each step appends (``appended_violations``),
+so a call costs nothing per message already in the history.
 
 The rules:
 
@@ -19,10 +20,10 @@ The rules:
    very next message, every ``toolResult`` answers a ``toolUse`` of the message just before it,
    and the results come before any other block of their message.
 
-``repair`` keeps every non-blank text block, and ``repair(repair(h)) == repair(h)``.
+``repair`` keeps every non-blank text block, and ``repair(repair(h)) == repair(h)``. It never
+changes its input; the blocks it keeps as they are are shared with the input, not copied.
 """
 
-import copy
 import json
 from typing import Any
 
@@ -187,14 +188,14 @@ def _answer_tool_uses(messages: list[Message]) -> None:
 
 
 def repair(messages: list[Any]) -> list[Message]:
-    """A copy of ``messages`` that obeys every rule in the module docstring.
+    """A new list of new messages from ``messages`` that obeys every rule in the module docstring.
 
     Blank text and cache points are dropped, consecutive messages of one role are merged, results
     that answer nothing are dropped, calls without a result get an error result
     (``MISSING_RESULT_TEXT``), and a placeholder user message is added where the history would
     otherwise start or end with the assistant (or be empty).
     """
-    fixed = _merge(_clean(copy.deepcopy(messages)))
+    fixed = _merge(_clean(messages))
     # Dropping an emptied user message lets two assistant messages meet; merge and look again.
     while _drop_orphan_results(fixed):
         fixed = _merge(fixed)
@@ -270,6 +271,18 @@ def violations(messages: Any) -> list[str]:
         problems.append("the last message's tool calls have no results")
     if isinstance(messages[-1], dict) and messages[-1].get("role") != "user":
         problems.append("the last message is not the user's")
+    return problems
+
+
+def appended_violations(
+    messages: list[Message], appended: list[Message], tool_use_ids_before: set[str]
+) -> list[str]:
+    """Every way ``messages + appended`` breaks the rules, for a ``messages`` that keeps them:
+    only ``appended`` is checked, against the last message before it and the toolUse ids
+    already used (``tool_use_ids_before``)."""
+    problems = violations([*messages[-1:], *appended])
+    reused = tool_use_ids_before.intersection(i for m in appended for i in tool_use_ids(m))
+    problems += [f"an appended message reuses toolUseId {i}" for i in sorted(reused)]
     return problems
 
 

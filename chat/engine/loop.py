@@ -2,7 +2,8 @@
 
 Plain Python over Converse dicts (no Django, no boto3, no asyncio), so the real Bedrock client, the
 offline demo model and a scripted test double are interchangeable. ``run_turn`` repairs the
-history (``chat.engine.history.repair``), streams each model call (``converse_stream``), runs the
+history once (``chat.engine.history.repair``) and cuts it to the context budget
+(``chat.engine.budget``), streams each model call (``converse_stream``), runs the
 tools the model asks for through a ``Tools`` object bound to the signed-in customer
 (``chat.engine.toolcalls``), and reports everything to a ``TurnSink``: each model call, each
 finished exchange (an assistant message plus, if it called tools, the user message with all their
@@ -49,7 +50,7 @@ from typing import Any
 
 from chat.engine.budget import within_budget
 from chat.engine.client import ModelClient, ModelError
-from chat.engine.history import has_tool_blocks, repair, violations
+from chat.engine.history import appended_violations, has_tool_blocks, repair, tool_use_ids
 from chat.engine.stream import ANSWER_STOPS, DeadlinePassed, StreamedReply, read_stream
 from chat.engine.toolcalls import ToolCallRunner
 from chat.engine.types import (
@@ -150,8 +151,10 @@ class _Turn:
         self.emitter = _Emitter(sink)
         self.deadline = clock() + config.deadline_seconds
 
-    def run(self, history: list[dict[str, Any]]) -> TurnResult:
-        messages = within_budget(repair(history), self.config.context_budget_tokens)
+    def run(self, history: list[dict[str, Any]], earlier_orders: list[str] | None) -> TurnResult:
+        # Repaired and cut once; each step below appends to it and checks only what it appends.
+        messages = within_budget(repair(history), self.config.context_budget_tokens, earlier_orders)
+        used_ids = {i for message in messages for i in tool_use_ids(message)}
         calls = 0
         while True:
             if calls >= self.config.max_model_calls:
@@ -188,7 +191,16 @@ class _Turn:
                     )
                 answer = {"role": "user", "content": [r for r in results if r is not None]}
                 self.sink.messages_appended(copy.deepcopy([reply.message, answer]))
-                messages += [reply.message, answer]
+                step = [reply.message, answer]
+                problems = appended_violations(messages, step, used_ids)
+                if problems:
+                    # The model's own message broke a rule (e.g. a reused toolUseId): send a
+                    # valid history anyway.
+                    logger.error("A step breaks Converse rules: %s", problems)
+                    messages = repair([*messages, *step])
+                else:
+                    messages += step
+                used_ids.update(tool_use_ids(reply.message))
                 continue
 
             if tool_uses:
@@ -221,26 +233,22 @@ class _Turn:
         )
 
     def _request(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        # The request shares the history's messages and blocks: neither the client nor the
+        # loop changes them, so nothing is copied per call.
         config = self.config
-        problems = violations(messages)
-        if problems:
-            # repair() output cannot break the rules; if it ever does, send a valid history anyway.
-            logger.error("History breaks Converse rules before a call: %s", problems)
-            messages = repair(messages)
-        messages = copy.deepcopy(messages)
+        caching = config.prompt_caching
+        if caching:
+            last = messages[-1]
+            messages = [*messages[:-1], {**last, "content": [*last["content"], _CACHE_POINT]}]
         request: dict[str, Any] = {"modelId": config.model_id, "messages": messages}
         if config.system_prompt.strip():
             system: list[dict[str, Any]] = [{"text": config.system_prompt}]
-            if config.prompt_caching:
-                system.append(copy.deepcopy(_CACHE_POINT))
-            request["system"] = system
-        tool_specs = copy.deepcopy(self.tools.specs) or _stand_in_specs(messages)
+            request["system"] = [*system, _CACHE_POINT] if caching else system
+        tool_specs = list(self.tools.specs) or _stand_in_specs(messages)
         if tool_specs:
-            if config.prompt_caching:
-                tool_specs.append(copy.deepcopy(_CACHE_POINT))
+            if caching:
+                tool_specs.append(_CACHE_POINT)
             request["toolConfig"] = {"tools": tool_specs, "toolChoice": {"auto": {}}}
-        if config.prompt_caching:
-            messages[-1]["content"].append(copy.deepcopy(_CACHE_POINT))
         if config.inference_config:
             request["inferenceConfig"] = copy.deepcopy(config.inference_config)
         if config.additional_model_request_fields:
@@ -316,6 +324,11 @@ def run_turn(
     config: TurnConfig,
     sink: TurnSink,
     clock: Callable[[], float] = time.monotonic,
+    earlier_orders: list[str] | None = None,
 ) -> TurnResult:
-    """Run one customer turn; ``history`` ends with the new user message (text or toolResults)."""
-    return _Turn(client, tools, config, sink, clock).run(history)
+    """Run one customer turn; ``history`` ends with the new user message (text or toolResults).
+
+    ``history`` is the whole conversation, or (with ``earlier_orders``, the orders discussed in
+    what was left out) only its latest part: see ``chat.engine.budget.within_budget``.
+    """
+    return _Turn(client, tools, config, sink, clock).run(history, earlier_orders)

@@ -7,11 +7,13 @@ conversation sockets, through ``SessionBound``):
 - re-reads its session and user before every action (``session_check``: the session still
   exists and has not expired, it still signs in this user, the password has not changed since,
   the account is active). That is two short queries, not cached: a cache of even a second would
-  let an action through after signing out;
+  let an action through after signing out. A customer's message or decision makes its limit
+  checks in the same trip to a worker thread (``still_allowed_then``);
 - joins its user's group (``user_group``), through which signing out (``user_logged_out``),
   deactivation or deletion (``post_save``/``post_delete`` on the user) close it at once, and a
   change of groups or permissions makes it check again (``connect_signals``);
-- closes itself when its session expires, at the expiry the session store records.
+- closes itself when its session expires, at the expiry the session store records (read when
+  the socket binds and whenever that timer fires, since a session's expiry only moves later).
 
 Closing uses ``CLOSE_SESSION_ENDED`` (4401), which the pages answer with "sign in again", or
 ``CLOSE_FORBIDDEN`` (4403) when a staff socket's user is no longer allowed its page.
@@ -28,7 +30,6 @@ from importlib import import_module
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import auth
@@ -39,6 +40,8 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 from django.http import HttpRequest
 from django.utils import timezone
+
+from chat.live.dbcalls import short_query
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +67,13 @@ class SessionCheck:
     expires_at: datetime | None
 
 
-def session_check(session_key: str | None, user_id: object) -> SessionCheck:
+def session_check(session_key: str | None, user_id: object, *, expiry: bool = True) -> SessionCheck:
     """Reads the session ``session_key`` again, as a request would. Blocking.
 
     ``user`` is None when the session is gone or expired, signs in someone other than
     ``user_id``, was made before a password change, or the account is inactive (Django's own
-    ``auth.get_user`` rules, which HTTP requests follow too).
+    ``auth.get_user`` rules, which HTTP requests follow too). ``expiry=False`` leaves
+    ``expires_at`` None, without the query that reads it.
     """
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     request = HttpRequest()
@@ -80,7 +84,7 @@ def session_check(session_key: str | None, user_id: object) -> SessionCheck:
     return SessionCheck(
         user=user if valid and isinstance(user, AbstractBaseUser) else None,
         request=request,
-        expires_at=_expiry(store) if valid else None,
+        expires_at=_expiry(store) if valid and expiry else None,
     )
 
 
@@ -130,22 +134,34 @@ class SessionBound:
         """A close code when the (valid) session's user may no longer use this socket. Blocking."""
         return None
 
-    def _refusal(self) -> tuple[int | None, datetime | None]:
-        check = session_check(self._session_key, self._bound_user_id)
+    def _refusal(
+        self, expiry: bool, then: Callable[[], Any] | None
+    ) -> tuple[int | None, datetime | None, Any]:
+        check = session_check(self._session_key, self._bound_user_id, expiry=expiry)
         if check.user is None:
-            return CLOSE_SESSION_ENDED, None
-        return self.refusal_for(check), check.expires_at
+            return CLOSE_SESSION_ENDED, None, None
+        code = self.refusal_for(check)
+        return code, check.expires_at, None if code is not None or then is None else then()
 
     async def still_allowed(self) -> bool:
         """Whether the socket may still act; if not, closes it with the code that says why."""
+        allowed, _ = await self.still_allowed_then(None)
+        return allowed
+
+    async def still_allowed_then(self, then: Callable[[], Any] | None) -> tuple[bool, Any]:
+        """``still_allowed``, and if so what ``then`` (blocking) returns: run right after the
+        check, in the same worker thread."""
         if self._closing:
-            return False
-        code, expires_at = await database_sync_to_async(self._refusal, thread_sensitive=False)()
+            return False, None
+        # The expiry is read when the socket binds and when its timer fires (``_expiry_due``).
+        expiry = self._expiry_timer is None
+        code, expires_at, result = await short_query(self._refusal)(expiry, then)
         if code is not None:
             await self.close_for(code)
-            return False
-        self._schedule_expiry(expires_at)
-        return True
+            return False, None
+        if expiry:
+            self._schedule_expiry(expires_at)
+        return True, result
 
     async def close_for(self, code: int) -> None:
         if not self._closing:

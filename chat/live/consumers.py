@@ -27,7 +27,7 @@ from django.core.exceptions import PermissionDenied
 from anycompany import logcontext
 from chat.live import limits, realtime, sweep
 from chat.live.access import CLOSE_FORBIDDEN, CLOSE_SESSION_ENDED, SessionBound
-from chat.live.conversations import ConversationNotFound, conversation_get, events_since
+from chat.live.conversations import ConversationNotFound, conversation_get
 from chat.live.dbcalls import short_query
 from chat.live.frames import (
     NOT_AN_OBJECT,
@@ -113,8 +113,7 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
     async def connect(self) -> None:
         self.counted = False
         self.sent_seq = None
-        # Turns whose "ended" event this socket has sent (from the layer or from the turn).
-        self.ended_turns: set[str] = set()
+        self.hidden_seqs: set[int] = set()
         self.send_lock = asyncio.Lock()
         self.handoff_tasks: set[asyncio.Task[None]] = set()
         user = self.scope.get("user")
@@ -195,15 +194,18 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
         kind = frame["type"]
         if kind == "ping":
             await self.send_json({"type": "pong"})
+        elif kind in ("send", "decide"):
+            if not await self.turn_allowed(budget=kind == "decide"):
+                return
+            if kind == "send":
+                await self.start_send(frame["text"], frame["client_message_id"])
+            else:
+                await self.start_decide(frame["action_id"].lower(), frame["approve"])
         elif not await self.still_allowed():
             return
         elif kind == "resume":
             if await self.limit_allows(limits.resume_hit):
                 await self.send_stored(int(frame.get("after_seq", 0)))
-        elif kind == "send":
-            await self.start_send(frame["text"], frame["client_message_id"])
-        elif kind == "decide":
-            await self.start_decide(frame["action_id"].lower(), frame["approve"])
         elif kind == "handoff":
             # Waits for a running turn: in a task, so this socket keeps relaying the turn.
             task = asyncio.create_task(self.start_handoff())
@@ -221,28 +223,37 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
             return False
         return True
 
-    async def limits_allow(self) -> bool:
-        try:
-            if await short_query(conversation_held)(conversation_id=self.conversation.pk):
-                # No model runs while a person has the conversation: the token budget is moot.
-                await short_query(limits.rate_limit_hit)(user_id=self.scope["user"].pk)
-            else:
-                await short_query(limits.turn_allowed)(
-                    user_id=self.scope["user"].pk, customer_id=self.conversation.customer_id
-                )
-        except limits.LimitExceeded as refused:
+    async def turn_allowed(self, *, budget: bool) -> bool:
+        """The session check, then the customer's limits, in one trip to a worker thread; a
+        limit reached is told in an "error" frame."""
+        allowed, refused = await self.still_allowed_then(
+            partial(self.limits_refusal, budget=budget)
+        )
+        if refused is not None:
             await self.send_json(refused_event(refused))
-            return False
-        return True
+        return allowed and refused is None
+
+    def limits_refusal(self, *, budget: bool) -> limits.LimitExceeded | None:
+        """The limit a message or decision now would go over, if any. Blocking.
+
+        A message's daily token budget is checked by its turn, in the turn's first read
+        (``chat.live.intake``); ``budget`` checks it here (a decision on a confirmation).
+        """
+        user_id = self.scope["user"].pk
+        try:
+            # No model runs while a person has the conversation: the token budget is moot.
+            if budget and not conversation_held(conversation_id=self.conversation.pk):
+                limits.turn_allowed(user_id=user_id, customer_id=self.conversation.customer_id)
+            else:
+                limits.rate_limit_hit(user_id=user_id)
+        except limits.LimitExceeded as refused:
+            return refused
+        return None
 
     async def start_send(self, text: str, client_message_id: str) -> None:
-        if not await self.limits_allow():
-            return
-
-        async def reply(accepted: object, trail: realtime.TurnTrail) -> None:
+        async def reply(accepted: object) -> None:
             if not self.counted:
                 return
-            await self.turn_over(trail)
             await self.send_json(
                 {
                     "type": "submitted",
@@ -261,18 +272,14 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
             ),
             layer=self.channel_layer,
             group=self.group,
-            channel=self.channel_name,
+            socket=self,
             on_done=reply,
         )
 
     async def start_decide(self, action_id: str, approve: bool) -> None:
-        if not await self.limits_allow():
-            return
-
-        async def reply(accepted: object, trail: realtime.TurnTrail) -> None:
+        async def reply(accepted: object) -> None:
             if not self.counted:
                 return
-            await self.turn_over(trail)
             await self.send_json(
                 {"type": "decided", "action_id": action_id, "accepted": bool(accepted)}
             )
@@ -287,7 +294,7 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
             ),
             layer=self.channel_layer,
             group=self.group,
-            channel=self.channel_name,
+            socket=self,
             on_done=reply,
         )
 
@@ -312,7 +319,7 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
             ),
             layer=self.channel_layer,
             group=self.group,
-            channel=self.channel_name,
+            socket=self,
         )
         if not self.counted:
             return
@@ -321,38 +328,15 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
 
     # --- Relaying -------------------------------------------------------------------------------
 
-    async def send_stored(self, after_seq: int | None = None) -> None:
-        """Sends stored messages from the database after ``after_seq`` (a resume), or else after
-        the last one this socket sent. Calls take turns, so no message is sent twice."""
-        async with self.send_lock:
-            if after_seq is None:
-                if self.sent_seq is None:
-                    return  # the client has not said where it is yet; its resume will
-                after_seq = self.sent_seq
-            events = await short_query(events_since)(
-                conversation=self.conversation, after_seq=after_seq
-            )
-            for event in events:
-                await self.send_json(event)
-            seqs = [event["seq"] for event in events if isinstance(event.get("seq"), int)]
-            self.sent_seq = max(
-                [after_seq, *seqs, *([] if self.sent_seq is None else [self.sent_seq])]
-            )
-
     async def live_resumed(self) -> None:
         # Messages sent while the layer was away are lost; the database has every one.
         await self.send_stored()
 
-    async def chat_event(self, message: dict[str, Any]) -> None:
-        event = message["event"]
-        if event.get("type") == "turn" and event.get("state") == "ended":
-            if event["turn"] in self.ended_turns:
-                return  # already told by the turn itself (``turn_over``)
-            self.ended_turns.add(event["turn"])
+    def relayed(self, event: dict[str, Any]) -> dict[str, Any]:
         if event.get("type") == "handoff":
             # Which staff account holds the conversation is none of the customer's business.
-            event = {key: value for key, value in event.items() if key != "agent_id"}
-        await self.send_json(event)
+            return {key: value for key, value in event.items() if key != "agent_id"}
+        return event
 
 
 def refused_event(refused: limits.LimitExceeded) -> dict[str, Any]:

@@ -11,17 +11,20 @@ messages show only their ``<reply>`` text, tool results show nothing. A "message
 also calls a tool adds ``"preamble": true``).
 """
 
+import json
 import re
 import unicodedata
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from chat.engine.budget import CHARS_PER_TOKEN, NOTE_ORDERS, ORDER_KEYS
 from chat.engine.replies import visible_text
 from chat.live.engine_config import stale_after
 from chat.models import (
@@ -265,23 +268,96 @@ def conversation_locked_state(conversation_id: uuid.UUID) -> dict[str, Any]:
 # --- What the model sees --------------------------------------------------------------------------
 
 
-def model_history(conversation_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The conversation as the model sees it, in seq order.
+class ModelHistory(NamedTuple):
+    """What a turn sends the model of its conversation (``chat.engine.loop.run_turn``)."""
+
+    messages: list[dict[str, Any]]
+    # None when ``messages`` is the whole conversation; else the orders that the older messages
+    # left out discussed, oldest first.
+    earlier_orders: list[str] | None
+
+
+def model_history(conversation_id: uuid.UUID, *, budget_tokens: int = 0) -> ModelHistory:
+    """The conversation as the model sees it, in seq order: its latest turns, enough to fill
+    ``budget_tokens`` (``chat.engine.budget.within_budget`` makes the exact cut), or all of it
+    with 0.
+
+    On PostgreSQL one statement reads only those rows: it sizes every message in the database
+    and starts at the customer message that opens the turn reaching past the budget, so a turn
+    costs the same at 500 messages as at 50. Elsewhere every message is read.
 
     Notices are left out; ``chat.engine.history.repair`` merges staff notes into the customer's
     messages around them, so roles keep alternating. Customer text that imitates a staff note is
     marked as the customer's.
     """
-    rows = Message.objects.filter(conversation_id=conversation_id, kind__in=MODEL_KINDS).order_by(
-        "seq"
-    )
-    return [
-        {
-            "role": row.role,
-            "content": _unforged(row.content) if row.kind == MessageKind.CUSTOMER else row.content,
-        }
-        for row in rows
+    if connection.vendor == "postgresql":
+        rows, earlier_orders = _latest_rows(conversation_id, budget_tokens)
+    else:
+        rows = list(
+            Message.objects.filter(conversation_id=conversation_id, kind__in=MODEL_KINDS)
+            .order_by("seq")
+            .values_list("role", "kind", "content")
+        )
+        earlier_orders = None
+    messages = [
+        {"role": role, "content": _unforged(content) if kind == MessageKind.CUSTOMER else content}
+        for role, kind, content in rows
     ]
+    return ModelHistory(messages, earlier_orders)
+
+
+# A message's size approximates the characters ``chat.engine.budget`` counts for it: its
+# content as text plus the role around it. ``later`` is the size of the messages after each
+# one; the rows needed are those whose later messages do not fill the budget (with a quarter
+# to spare, so the engine has all it can use), read from the turn start (a user message without
+# tool results) at or before the first of them.
+_LATEST_ROWS = """
+SELECT * FROM (
+WITH sized AS (
+    SELECT seq, role, kind, content,
+           sum(length(content::text) + 32) OVER (ORDER BY seq DESC)
+           - (length(content::text) + 32) AS later
+    FROM chat_message
+    WHERE conversation_id = %(conversation)s AND kind = ANY(%(kinds)s)
+), start AS (
+    SELECT coalesce(max(seq), 0) AS seq FROM sized
+    WHERE role = 'user' AND NOT content @> '[{"toolResult": {}}]'
+      AND seq <= (SELECT min(seq) FROM sized WHERE %(chars)s = 0 OR later < %(chars)s)
+)
+SELECT
+    (SELECT json_agg(json_build_array(role, kind, content) ORDER BY seq)
+     FROM sized WHERE seq >= start.seq)::text,
+    EXISTS (SELECT FROM sized WHERE seq < start.seq),
+    (SELECT json_agg(order_id ORDER BY last) FROM (
+        SELECT found #>> '{}' AS order_id, max(seq) AS last
+        FROM sized, unnest(%(paths)s::jsonpath[]) AS path,
+             jsonb_path_query(content, path) AS found
+        WHERE seq < start.seq AND role = 'assistant'
+          AND jsonb_typeof(found) IN ('string', 'number')
+        GROUP BY 1 ORDER BY 2 DESC LIMIT %(orders)s
+    ) AS latest)::text
+FROM start
+) AS latest_rows
+"""
+
+
+def _latest_rows(
+    conversation_id: uuid.UUID, budget_tokens: int
+) -> tuple[list[tuple[str, str, Any]], list[str] | None]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LATEST_ROWS,
+            {
+                "conversation": conversation_id,
+                "kinds": list(MODEL_KINDS),
+                "chars": budget_tokens * CHARS_PER_TOKEN * 5 // 4,
+                "paths": [f"lax $[*].toolUse.input.{key}" for key in ORDER_KEYS],
+                "orders": NOTE_ORDERS,
+            },
+        )
+        rows, left_out, orders = cursor.fetchone()
+    earlier_orders = json.loads(orders or "[]") if left_out else None
+    return json.loads(rows or "[]"), earlier_orders
 
 
 def _unforged(content: list[dict[str, Any]]) -> list[dict[str, Any]]:

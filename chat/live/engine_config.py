@@ -45,10 +45,20 @@ def turn_config(*, customer: Customer, tools: ToolRegistry) -> TurnConfig:
         else {},
         max_model_calls=settings.CHAT_MAX_MODEL_CALLS_PER_TURN,
         deadline_seconds=settings.CHAT_TURN_DEADLINE_SECONDS,
-        prompt_caching=settings.BEDROCK_PROMPT_CACHING and bedrock,
+        prompt_caching=bedrock and prompt_caching(settings.BEDROCK_MODEL_ID),
         guardrail=guardrail if bedrock else None,
         context_budget_tokens=settings.CHAT_CONTEXT_BUDGET_TOKENS,
     )
+
+
+def prompt_caching(model_id: str) -> bool:
+    """Whether model calls carry cache points: ``BEDROCK_PROMPT_CACHING``, or with "auto"
+    whether ``model_id`` names a model that takes them."""
+    if settings.BEDROCK_PROMPT_CACHING is not None:
+        return settings.BEDROCK_PROMPT_CACHING
+    from chat.engine.bedrock import caches_prompts
+
+    return caches_prompts(model_id)
 
 
 def stale_after() -> timedelta:

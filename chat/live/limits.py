@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import F, Sum
+from django.db.models import F, OuterRef, Subquery, Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -129,6 +129,28 @@ def over_limit(hit: Callable[..., None], **kwargs: Any) -> bool:
     return False
 
 
+def refusal_event(refused: LimitExceeded) -> dict[str, Any]:
+    """The "error" event telling the customer which limit refused them."""
+    return {
+        "type": "error",
+        "code": refused.code,
+        "text": refused.message,
+        "retryable": refused.retryable,
+    }
+
+
+def tokens_today(customer_id: OuterRef) -> Subquery:
+    """The customer's model tokens today, as a subquery of the caller's one read."""
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    calls = ModelCall.objects.filter(conversation__customer_id=customer_id, created_at__gte=start)
+    return Subquery(
+        calls.order_by()
+        .values("conversation__customer_id")
+        .annotate(total=Sum(F("input_tokens") + F("output_tokens")))
+        .values("total")
+    )
+
+
 def tokens_used_today(*, customer_id: str) -> int:
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     total = ModelCall.objects.filter(
@@ -137,16 +159,24 @@ def tokens_used_today(*, customer_id: str) -> int:
     return int(total or 0)
 
 
+def budget_spent(tokens_used: int | None) -> bool:
+    """Whether ``tokens_used`` today leave nothing of ``CHAT_DAILY_TOKEN_BUDGET`` (0: unlimited)."""
+    budget = settings.CHAT_DAILY_TOKEN_BUDGET
+    return bool(budget) and (tokens_used or 0) >= budget
+
+
 def daily_budget_check(*, customer_id: str) -> None:
     """Refuses a new turn once the customer's model tokens today reach the daily budget.
 
     ``CHAT_DAILY_TOKEN_BUDGET = 0`` means unlimited. The check runs before a turn starts, so
-    the turn that crosses the budget still finishes.
+    the turn that crosses the budget still finishes. A new message's check is part of the
+    turn's first read (``chat.live.intake``); this one is for decisions on a confirmation.
 
     Raises: ``BudgetExhausted``.
     """
-    budget = settings.CHAT_DAILY_TOKEN_BUDGET
-    if budget and tokens_used_today(customer_id=customer_id) >= budget:
+    if settings.CHAT_DAILY_TOKEN_BUDGET and budget_spent(
+        tokens_used_today(customer_id=customer_id)
+    ):
         raise BudgetExhausted
 
 

@@ -2,19 +2,24 @@
 
 A turn blocks for as long as the model takes, so it runs on a dedicated thread pool, never on
 the event loop nor on Channels' shared ``thread_sensitive`` thread (which would queue every
-socket of the process behind one slow turn). Its events travel through the channel layer group
-of the conversation, so every tab of the customer, in any process, sees them.
+socket of the process behind one slow turn).
 
-The layer is at-most-once. A stored message travels as its "message" event, seq included, so a
-socket relays it without reading the database; a socket that sees a gap in the seqs (a dropped
-message) reads what it missed from the database, which stays the source of truth. Deltas and
-status lines are sent as they are; losing one only makes the stream less smooth. The socket
-that started a turn also gets the turn's end from the turn itself (``TurnTrail``), so it always
-learns the turn ended, and in order, even when the layer loses or delays the event.
+The socket that started a turn gets its events straight from the turn, in order, before it
+hears "submitted" (so that never overtakes the turn's reply or end, and a lost layer message
+costs it nothing). Every other tab of the customer, in any process, gets them through the
+channel layer group of the conversation: whatever queued up since the last send travels as one
+layer message (``layer_message``), back-to-back deltas merged, tagged with the starting socket's
+channel so that socket skips its own copy.
+
+The layer is at-most-once. A stored message travels as its "message" event, seq included, and
+the seqs of stored messages the customer never sees (tool calls and results) as a "hidden"
+event, so a socket relays them without reading the database; one that sees a real gap in the
+seqs (a dropped layer message) reads what it missed from the database, which stays the source
+of truth (``chat.live.relay``). Deltas and status lines are best effort.
 
 Layer sends of the whole process share a few slots (``LAYER_SEND_SLOTS``): under a burst of
-turns they queue and go out batched (back-to-back deltas merged) over reused Redis connections,
-instead of each opening a connection of its own and timing out.
+turns they queue and go out batched over reused Redis connections, instead of each opening a
+connection of its own and timing out.
 """
 
 from __future__ import annotations
@@ -27,17 +32,16 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from django.conf import settings
 from django.db import close_old_connections
 
 logger = logging.getLogger(__name__)
 
-MESSAGE = "chat.message"
-EVENT = "chat.event"
+# The layer message type: some events of one turn, in order (``layer_message``).
+EVENTS = "chat.events"
 # Concurrent layer sends per process: each holds one pooled Redis connection while it runs.
 LAYER_SEND_SLOTS = 16
 # The staff inbox: one group for every open inbox page; told whenever a handoff changes.
@@ -58,6 +62,20 @@ _send_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
 def group_name(conversation_id: object) -> str:
     return f"conversation.{conversation_id}"
+
+
+class Relay(Protocol):
+    """The socket a turn or step was started from: it gets that turn's events directly."""
+
+    channel_name: str
+
+    async def relay_events(self, events: list[dict[str, Any]]) -> None: ...
+
+
+def layer_message(events: list[dict[str, Any]], origin: str | None = None) -> dict[str, Any]:
+    """What travels through the layer for some events of one turn, in order. ``origin`` is the
+    channel of the socket that got them directly already."""
+    return {"type": EVENTS, "events": events, "origin": origin or ""}
 
 
 def turn_executor() -> ThreadPoolExecutor:
@@ -81,13 +99,6 @@ def _run_with_fresh_connection(job: Callable[[], Any]) -> Any:
         close_old_connections()
 
 
-def group_message(event: dict[str, Any]) -> dict[str, Any]:
-    """What travels through the layer for one service event."""
-    if event.get("type") == "message" and isinstance(event.get("seq"), int):
-        return {"type": MESSAGE, "event": event}
-    return {"type": EVENT, "event": event}
-
-
 def send_slots() -> asyncio.Semaphore:
     """The running loop's shared layer-send slots."""
     loop = asyncio.get_running_loop()
@@ -99,48 +110,28 @@ def send_slots() -> asyncio.Semaphore:
     return slots
 
 
-@dataclass
-class TurnTrail:
-    """What a turn told its sockets, for the socket that started it: the highest stored seq
-    and the turn's "ended" event."""
-
-    last_seq: int = 0
-    ended: dict[str, Any] | None = None
-    # The "message" events of the messages the turn stored, in seq order.
-    messages: list[dict[str, Any]] = field(default_factory=list)
-
-    def saw(self, event: dict[str, Any]) -> None:
-        if event.get("type") == "message" and isinstance(event.get("seq"), int):
-            self.last_seq = max(self.last_seq, event["seq"])
-            self.messages.append(event)
-        elif event.get("type") == "turn" and event.get("state") == "ended":
-            self.ended = event
-
-    def messages_after(self, seq: int) -> list[dict[str, Any]] | None:
-        """The turn's messages after ``seq`` when they follow it without a gap, else None
-        (someone else stored a message in between: the database has it)."""
-        after = [event for event in self.messages if event["seq"] > seq]
-        expected = list(range(seq + 1, seq + 1 + len(after)))
-        return after if [event["seq"] for event in after] == expected else None
-
-
 class GroupEmitter:
     """An ``emit`` callable for a turn's worker thread that forwards events in order.
 
     Each event is handed to the event loop (``call_soon_threadsafe`` keeps their order) and a
-    single task sends them to the group one after another, so the worker never waits on Redis
-    and a delta never overtakes the one before it.
+    single task delivers them one batch after another, so the worker never waits on Redis and a
+    delta never overtakes the one before it: first to ``socket`` (the tab that started the turn,
+    which alone gets "error" events), then to the group as one layer message.
     """
 
     def __init__(
-        self, *, loop: asyncio.AbstractEventLoop, layer: Any, group: str, channel: str | None = None
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        layer: Any,
+        group: str,
+        socket: Relay | None = None,
     ) -> None:
         self._loop = loop
         self._layer = layer
         self._group = group
-        self._channel = channel
+        self._socket = socket
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self.trail = TurnTrail()
         self.failed_sends = 0
 
     def __call__(self, event: dict[str, Any]) -> None:
@@ -152,15 +143,13 @@ class GroupEmitter:
 
     def put(self, event: dict[str, Any] | None) -> None:
         """Queues an event (None: the end) from the loop's own thread."""
-        if event is not None:
-            self.trail.saw(event)
         self._queue.put_nowait(event)
 
     def close(self) -> None:
         self.put(None)
 
     async def drain(self) -> None:
-        """Sends the queued events until the end marker; returns once it is reached."""
+        """Delivers the queued events until the end marker; returns once it is reached."""
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty():
@@ -168,9 +157,9 @@ class GroupEmitter:
             ended = None in batch
             if ended:
                 batch = batch[: batch.index(None)]
-            async with send_slots():
-                for event in coalesce([event for event in batch if event is not None]):
-                    await self._send(event)
+            events = coalesce([event for event in batch if event is not None])
+            if events:
+                await self._deliver(events)
             if ended:
                 if self.failed_sends > 1:
                     logger.warning(
@@ -180,26 +169,36 @@ class GroupEmitter:
                     )
                 return
 
-    async def _send(self, event: dict[str, Any]) -> None:
-        try:
-            if event.get("type") == "error" and self._channel:
-                # "Your message was not accepted" concerns the tab that sent it only.
-                await self._layer.send(self._channel, group_message(event))
-            else:
-                await self._layer.group_send(self._group, group_message(event))
-            if event.get("type") == "handoff":
-                await self._layer.group_send(INBOX_GROUP, {"type": INBOX_CHANGED})
-        except Exception:
-            # The layer is best effort; the database keeps every stored message. While Redis is
-            # away every event fails alike: one traceback per turn, then a count at its end.
-            self.failed_sends += 1
-            if self.failed_sends == 1:
-                logger.warning(
-                    "Could not send a %s event to %s; the turn goes on and is stored.",
-                    event.get("type"),
-                    self._group,
-                    exc_info=True,
-                )
+    async def _deliver(self, events: list[dict[str, Any]]) -> None:
+        shared = events
+        if self._socket is not None:
+            # "Your message was not accepted" concerns the tab that sent it only.
+            shared = [event for event in events if event.get("type") != "error"]
+            try:
+                await self._socket.relay_events(events)
+            except Exception:
+                # A socket closing under the turn: the turn goes on and is stored.
+                logger.warning("Could not relay a turn's events to its socket.", exc_info=True)
+        if not shared:
+            return
+        origin = None if self._socket is None else self._socket.channel_name
+        async with send_slots():
+            try:
+                await self._layer.group_send(self._group, layer_message(shared, origin))
+                if any(event.get("type") == "handoff" for event in shared):
+                    await self._layer.group_send(INBOX_GROUP, {"type": INBOX_CHANGED})
+            except Exception:
+                # The layer is best effort; the database keeps every stored message. While
+                # Redis is away every send fails alike: one traceback per turn, then a count
+                # at its end.
+                self.failed_sends += len(shared)
+                if self.failed_sends == len(shared):
+                    logger.warning(
+                        "Could not send %d live events to %s; the turn goes on and is stored.",
+                        len(shared),
+                        self._group,
+                        exc_info=True,
+                    )
 
 
 def coalesce(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -234,12 +233,12 @@ async def _run_turn(
     *,
     layer: Any,
     group: str,
-    channel: str | None,
-    on_done: Callable[[Any, TurnTrail], Any] | None,
+    socket: Relay | None,
+    on_done: Callable[[Any], Any] | None,
     executor: ThreadPoolExecutor | None = None,
 ) -> Any:
     loop = asyncio.get_running_loop()
-    emitter = GroupEmitter(loop=loop, layer=layer, group=group, channel=channel)
+    emitter = GroupEmitter(loop=loop, layer=layer, group=group, socket=socket)
     sender = asyncio.create_task(emitter.drain())
     result: Any = None
     try:
@@ -258,7 +257,7 @@ async def _run_turn(
         emitter.close()
         await sender
     if on_done is not None:
-        await on_done(result, emitter.trail)
+        await on_done(result)
     return result
 
 
@@ -267,23 +266,23 @@ def start_turn(
     *,
     layer: Any,
     group: str,
-    channel: str | None = None,
-    on_done: Callable[[Any, TurnTrail], Any] | None = None,
+    socket: Relay | None = None,
+    on_done: Callable[[Any], Any] | None = None,
 ) -> asyncio.Task[Any]:
     """Runs ``job(emit=...)`` on the turn pool as a task that outlives the socket.
 
     ``job`` is a blocking chat service call (``turn_submit``, ``action_decide``). The task is
     deliberately not tied to the consumer: when the socket drops mid-turn, the turn still
-    completes and is stored, and other tabs still see it. "error" events go to ``channel``
-    (the socket that asked) only. ``on_done`` gets the job's result (None if it raised) and the
-    turn's ``TurnTrail``, after every event of the turn was handed to the layer.
+    completes and is stored, and other tabs still see it. ``socket`` (the one that asked) gets
+    the events directly, "error" events only it. ``on_done`` gets the job's result (None if it
+    raised) once every event of the turn was relayed to ``socket`` and handed to the layer.
     """
     task = asyncio.create_task(
         _run_turn(
             job,
             layer=layer,
             group=group,
-            channel=channel,
+            socket=socket,
             on_done=on_done,
             executor=turn_executor(),
         )
@@ -294,7 +293,7 @@ def start_turn(
 
 
 async def run_step(
-    job: Callable[..., Any], *, layer: Any, group: str, channel: str | None = None
+    job: Callable[..., Any], *, layer: Any, group: str, socket: Relay | None = None
 ) -> Any:
     """Runs a short blocking service call (a handoff step) and sends its events like a turn's.
 
@@ -302,7 +301,7 @@ async def run_step(
     the model; it is awaited, as it takes a few queries. An unexpected exception becomes a
     generic "error" event and None.
     """
-    return await _run_turn(job, layer=layer, group=group, channel=channel, on_done=None)
+    return await _run_turn(job, layer=layer, group=group, socket=socket, on_done=None)
 
 
 async def turns_settled() -> None:

@@ -11,7 +11,7 @@ again. That message, resent with the same client id, is answered (``unanswered_t
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -76,17 +76,27 @@ def stale_turns(
         turn
         for turn in candidates
         if turn.pk not in mine
-        and (
-            older_than == timedelta(0)
-            or (turn.lease_expires_at is not None and turn.lease_expires_at <= now)
-            or (
-                turn.lease_expires_at is None
-                and turn.active_at is not None
-                and turn.active_at <= cutoff
-            )
-            or (bool(turn.owner) and owner_gone(turn.owner))
-        )
+        and (older_than == timedelta(0) or _expired(turn, now=now, cutoff=cutoff))
     ]
+
+
+def turn_dead(turn: Turn) -> bool:
+    """Whether a running turn (its owner, lease and ``active_at`` loaded) is dead, as
+    ``stale_turns`` judges it."""
+    now = timezone.now()
+    return turn.pk not in held_ids() and _expired(turn, now=now, cutoff=now - stale_after())
+
+
+def _expired(turn: Turn, *, now: datetime, cutoff: datetime) -> bool:
+    return (
+        (turn.lease_expires_at is not None and turn.lease_expires_at <= now)
+        or (
+            turn.lease_expires_at is None
+            and turn.active_at is not None
+            and turn.active_at <= cutoff
+        )
+        or (bool(turn.owner) and owner_gone(turn.owner))
+    )
 
 
 def turn_recover(turn_id: uuid.UUID) -> Recovered | None:

@@ -15,6 +15,8 @@ Events passed to an ``emit`` callable are plain JSON-able dicts:
 - ``{"type": "turn", "turn", "state": "started"}`` and ``{"type": "turn", "turn",
   "state": "ended", "outcome": "answered"|"awaiting_confirmation"|"failed", "error_kind",
   "retryable"}``; a failed turn also stores a notice with a customer-safe text;
+- ``{"type": "hidden", "seqs"}`` the seqs of stored messages the customer does not see (tool
+  calls and results), before the step's "message" events; sockets relay it to nobody;
 - ``{"type": "error", "text", "retryable"}`` for a message that was not accepted;
 - ``{"type": "handoff", "conversation", "status", "agent_id", "agent_name"}`` when a person is
   asked for, joins or leaves (``chat.live.handoff``).
@@ -80,9 +82,13 @@ def safe_emit(emit: Emit, event: dict[str, Any]) -> None:
 
 
 def messages_emit(emit: Emit, messages: list[Message]) -> None:
-    """The "message" events of stored messages the customer can see."""
-    for message in messages:
-        event = message_event(message)
+    """The "message" events of stored messages the customer can see, after a "hidden" event
+    with the seqs of those they cannot (so a socket relaying them sees no gap in the seqs)."""
+    events = [(message.seq, message_event(message)) for message in messages]
+    hidden = [seq for seq, event in events if event is None]
+    if hidden:
+        safe_emit(emit, {"type": "hidden", "seqs": hidden})
+    for _, event in events:
         if event is not None:
             safe_emit(emit, event)
 

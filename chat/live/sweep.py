@@ -19,7 +19,7 @@ from django.db import DatabaseError
 
 from chat.live.dbcalls import short_query
 from chat.live.leases import connection_reset, lease_seconds
-from chat.live.realtime import group_message, group_name
+from chat.live.realtime import group_name, layer_message
 from chat.live.recovery import Recovered, turns_recover
 
 logger = logging.getLogger(__name__)
@@ -42,13 +42,12 @@ recover = short_query(_recover)
 async def announce(layer: Any, recovered: list[Recovered]) -> None:
     """Tells the open tabs of each conversation that its turn was closed."""
     for closed in recovered:
-        for event in closed.events:
-            try:
-                await layer.group_send(group_name(closed.conversation_id), group_message(event))
-            except Exception:
-                # Live delivery is best effort: the notice is stored and a resume fetches it.
-                logger.warning("Could not announce closed turn %s", closed.turn_id)
-                return
+        try:
+            await layer.group_send(group_name(closed.conversation_id), layer_message(closed.events))
+        except Exception:
+            # Live delivery is best effort: the notice is stored and a resume fetches it.
+            logger.warning("Could not announce closed turn %s", closed.turn_id)
+            return
 
 
 async def sweep_forever(layer: Any, interval: float | None = None) -> None:

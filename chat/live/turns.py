@@ -6,7 +6,8 @@ They store the customer's step, load the stored history, hand it to the engine's
 (``chat.tools.registry``), and store every step as it happens (``chat.live.storage``).
 
 Authorization: only the conversation's owner, still linked to its customer, may act
-(``chat.live.conversations.acting_customer``); the tools only ever see that customer.
+(``chat.live.intake.admission_read``, ``chat.live.conversations.acting_customer``); the tools
+only ever see that customer.
 
 The events given to ``emit`` are listed in ``chat.live.storage``.
 """
@@ -17,38 +18,37 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.db import transaction
 
 from chat.engine.client import ModelClient
 from chat.engine.loop import run_turn
 from chat.engine.registry import BoundTools, ToolContext
 from chat.engine.types import TurnResult
-from chat.live.confirmations import pending_action_decide, typed_decision
+from chat.live.confirmations import pending_action_decide
 from chat.live.conversations import (
+    ConversationNotFound,
     User,
     acting_customer,
     confirm_event,
-    conversation_locked_state,
     model_history,
     resolved_event,
 )
 from chat.live.dbcalls import connection_release
 from chat.live.engine_config import model_client, turn_config
 from chat.live.handoff import HELD_ERROR, HELD_STATUSES, assistant_request_person
-from chat.live.leases import TurnClosed, held, lease_now, turn_finish_durably
+from chat.live.intake import BUSY_TEXT, admission_read, turn_start
+from chat.live.leases import TurnClosed, held, turn_finish_durably
+from chat.live.limits import BudgetExhausted, budget_spent, refusal_event
 from chat.live.observe import ObservedSink, ObservedTools, turn_scope
-from chat.live.recovery import accepted_before, conversation_recover, resend_claim, unanswered_turn
+from chat.live.recovery import conversation_recover, turn_dead, unanswered_turn
 from chat.live.storage import (
     Emit,
     NewMessage,
     StoringSink,
-    messages_append,
     messages_emit,
     notice,
     safe_emit,
 )
-from chat.live.writes import Step, step_write
 from chat.models import (
     Conversation,
     Message,
@@ -64,9 +64,7 @@ from orders.models import Customer
 
 logger = logging.getLogger(__name__)
 
-BUSY_TEXT = "Please wait until the assistant has finished its reply, then send your message again."
 INTERNAL_ERROR_NOTICE = "Sorry, something went wrong on our side. Please try again."
-TITLE_CHARS = 80
 
 # Failed turns the customer can simply try again.
 RETRYABLE_ERRORS = frozenset(
@@ -101,7 +99,9 @@ def turn_submit(
     Idempotent on ``client_message_id``: a message already accepted returns False and starts
     nothing (a unique constraint decides, so concurrent resends cannot both get in). While
     another turn of the conversation is running the message is refused with an "error" event
-    and False; the client may send it again later with the same id.
+    and False; the client may send it again later with the same id. So is a message once the
+    customer's daily token budget is spent (``chat.live.limits``), with that limit's event.
+    A dead running turn is closed first (``chat.live.recovery``).
 
     If a cancellation is waiting for the customer, a typed yes/no (``typed_decision``) decides it
     here; any other text leaves the order alone. Either way the decision's tool result and the
@@ -115,7 +115,8 @@ def turn_submit(
     Raises: ``ConversationNotFound`` when the conversation is not the user's; ``ValueError``
     without a ``client_message_id``.
     """
-    customer = acting_customer(conversation, user)
+    if not user.is_authenticated or conversation.owner_id != user.pk:
+        raise ConversationNotFound
     if not client_message_id:
         raise ValueError("A client_message_id is required: it makes resending safe.")
     if not text.strip():
@@ -135,82 +136,45 @@ def turn_submit(
             },
         )
         return False
-    conversation_recover(conversation.pk, emit)
+    read = partial(admission_read, conversation=conversation, user=user)
+    admission = read(client_message_id=client_message_id)
+    if admission.running is not None and turn_dead(admission.running):
+        conversation_recover(conversation.pk, emit)
+        admission = read(client_message_id=client_message_id)
     # A message whose turn died unanswered is answered when sent again; any other is a repeat.
-    resend = accepted_before(conversation.pk, client_message_id)
-    if resend and unanswered_turn(conversation.pk, client_message_id) is None:
+    if admission.accepted and unanswered_turn(conversation.pk, client_message_id) is None:
         return False
-
-    tools = tools_for(conversation_id=conversation.pk, customer=customer, emit=emit)
-
-    resolved: PendingAction | None = None
-    held_messages: list[Message] = []
-    # Not saved here: the turn row is written with the customer's message, in one statement.
-    turn = Turn(conversation_id=conversation.pk, client_message_id=client_message_id)
-    try:
-        with transaction.atomic():
-            state = conversation_locked_state(conversation.pk)
-            message = NewMessage(
-                MessageRole.USER, MessageKind.CUSTOMER, [{"text": text}], client_message_id
-            )
-            if state["status"] in HELD_STATUSES:
-                # A person has the conversation: they read the message, the model stays silent.
-                held_messages = messages_append(conversation.pk, None, [message])
-            else:
-                if state["running_id"] is not None:
-                    safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
-                    return False
-                if resend and not resend_claim(conversation.pk, client_message_id):
-                    return False  # another tab's resend got in first
-                sink = StoringSink(conversation_id=conversation.pk, turn=turn, emit=emit)
-                if state["pending_id"] is not None:
-                    action = PendingAction.objects.select_for_update().get(pk=state["pending_id"])
-                    answer = pending_action_decide(
-                        action, decision=typed_decision(text), user=user, tools=tools, sink=sink
-                    )
-                    message = NewMessage(
-                        MessageRole.USER,
-                        MessageKind.CUSTOMER,
-                        [*answer["content"], {"text": text}],
-                        client_message_id,
-                    )
-                    Turn.objects.filter(pk=action.turn_id).update(
-                        state=TurnState.COMPLETED, ended_at=timezone.now()
-                    )
-                    resolved = action
-                title = None
-                if not state["title"]:
-                    title = " ".join(text.split())
-                    if len(title) > TITLE_CHARS:
-                        title = title[: TITLE_CHARS - 1] + "…"
-                # The turn is written with the message, in one statement; a repeated client id
-                # hits the turn's unique constraint and nothing is written. A resent message
-                # is stored already: the new turn answers it as it is.
-                stored = step_write(
-                    Step(
-                        conversation_id=conversation.pk,
-                        messages=[] if resend else [message],
-                        turn_id=turn.pk,
-                        new_turn_client_id=client_message_id,
-                        title=title,
-                        lease=lease_now(),
-                    )
-                )
-    except IntegrityError:
-        if accepted_before(conversation.pk, client_message_id):
+    if not admission.held:
+        # No model runs while a person holds the conversation: the budget is moot then.
+        if budget_spent(admission.tokens_today):
+            safe_emit(emit, refusal_event(BudgetExhausted()))
             return False
-        raise
-
-    if held_messages:
-        messages_emit(emit, held_messages)
+        if admission.running is not None:
+            safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
+            return False
+    customer = admission.customer
+    tools = tools_for(conversation_id=conversation.pk, customer=customer, emit=emit)
+    started = turn_start(
+        admission=admission,
+        conversation_id=conversation.pk,
+        user=user,
+        text=text,
+        client_message_id=client_message_id,
+        tools=tools,
+        emit=emit,
+    )
+    if started is None:
+        return False
+    if started.turn is None:
+        messages_emit(emit, started.stored)
         return True
     _announce_and_run(
         conversation_id=conversation.pk,
         customer=customer,
         tools=tools,
-        turn=turn,
-        stored=stored,
-        resolved=resolved,
+        turn=started.turn,
+        stored=started.stored,
+        resolved=started.resolved,
         emit=emit,
         client=client,
     )
@@ -330,14 +294,16 @@ def _run(
     sink = ObservedSink(storing, turn.pk)
     with held(turn.pk):
         try:
-            history = model_history(conversation_id)
+            config = turn_config(customer=customer, tools=registry)
+            history = model_history(conversation_id, budget_tokens=config.context_budget_tokens)
             # No connection held while the model runs: turn workers share the pool.
             connection_release()
             result = run_turn(
                 client=sink.client(client or model_client()),
-                history=history,
+                history=history.messages,
+                earlier_orders=history.earlier_orders,
                 tools=tools,
-                config=turn_config(customer=customer, tools=registry),
+                config=config,
                 sink=sink,
             )
         except TurnClosed:

@@ -8,6 +8,11 @@ step is one data-modifying CTE: the conversation row is updated (and so locked) 
 messages take the seqs it returns, and everything commits together or not at all, in
 autocommit without BEGIN/COMMIT. Nothing written is read back: the caller already has it.
 
+Every row is inserted from the rows the statement updated: a message or model call for a missing
+conversation or turn inserts nothing and raises (``ConversationUnavailable``,
+``TurnNotRunning``). That is why messages and model calls need no database foreign keys
+(``chat.models``), whose deferred checks would cost a statement per row at COMMIT.
+
 Other databases (SQLite for local development and the eval sandbox) get the same rows through
 the ORM in one transaction.
 """
@@ -57,18 +62,27 @@ class Step:
     # Whether the turn must still be running (a step of the turn's own, not a decision that
     # resumes it): if recovery closed it meanwhile, nothing is written (``TurnClosed``).
     while_running: bool = True
+    # Conversation statuses in which nothing is written (``ConversationUnavailable``): a new
+    # turn checked without a lock that a person took the conversation meanwhile.
+    refuse_statuses: tuple[str, ...] = ()
 
 
 class TurnNotRunning(Exception):
     """The step's turn is no longer running: nothing of the step was written."""
 
 
+class ConversationUnavailable(Conversation.DoesNotExist):
+    """The conversation is gone, or in one of the step's ``refuse_statuses``: nothing of the
+    step was written."""
+
+
 def step_write(step: Step) -> list[Message]:
     """Writes ``step`` atomically and returns the stored messages (with ids and seqs).
 
-    Raises: ``IntegrityError`` when the new turn's client message id was already used;
-    ``TurnNotRunning`` when the step updates a turn that must be running and is not;
-    ``Conversation.DoesNotExist`` when the conversation is gone. Nothing is written then.
+    Raises: ``IntegrityError`` when the new turn's client message id was already used, or
+    another turn of the conversation is running; ``TurnNotRunning`` when the step updates a turn
+    that must be running and is not; ``ConversationUnavailable`` when the conversation is gone
+    or in a refused status. Nothing is written then.
     """
     now = timezone.now()
     if connection.vendor == "postgresql":
@@ -132,19 +146,22 @@ _TURN_SQL = (
     "outcome = coalesce(%s, outcome), error_kind = coalesce(%s, error_kind), "
     "ended_at = coalesce(%s, ended_at), owner = coalesce(%s, owner), "
     "lease_expires_at = coalesce(%s, lease_expires_at) "
-    "WHERE id = %s AND (state = 'running' OR NOT %s) RETURNING id)"
+    "WHERE id = %s AND conversation_id = %s AND (state = 'running' OR NOT %s) RETURNING id)"
 )
 _NO_TURN_SQL = "turn AS (SELECT 1 AS id)"
+# Inserted only if the conversation's update went through.
 _NEW_TURN_SQL = (
     "new_turn AS (INSERT INTO chat_turn (id, conversation_id, state, started_at, active_at, "
     "outcome, error_kind, client_message_id, owner, lease_expires_at) "
-    "VALUES (%s, %s, 'running', %s, %s, '', '', %s, %s, %s))"
+    "SELECT %s, %s, 'running', %s, %s, '', '', %s, %s, %s FROM conv)"
 )
-# The conversation is updated (so locked) only if the turn's update went through.
+# The conversation is updated (so locked) only if the turn's update went through, and its
+# status is not refused (checked on the row as it is once locked).
 _CONVERSATION_SQL = (
     "conv AS (UPDATE chat_conversation SET last_seq = last_seq + %s, updated_at = %s, "
     "title = CASE WHEN title = '' THEN coalesce(%s, '') ELSE title END "
-    "WHERE id = %s AND EXISTS (SELECT 1 FROM turn) RETURNING last_seq - %s AS base)"
+    "WHERE id = %s AND NOT (status = ANY(%s)) AND EXISTS (SELECT 1 FROM turn) "
+    "RETURNING last_seq - %s AS base)"
 )
 _USAGE_SQL = (
     "usage AS (INSERT INTO chat_modelcall (conversation_id, turn_id, model_id, stop_reason, "
@@ -163,12 +180,14 @@ _MESSAGES_SQL = (
     "WITH ORDINALITY AS item(role, kind, content, client_message_id, author_id, ord) "
     "RETURNING id, seq)"
 )
-# One row saying whether the turn's update went through, then the stored messages' ids and seqs.
+# One row saying whether the turn's and the conversation's updates went through, then the
+# stored messages' ids and seqs.
 _RESULT_SQL = (
-    " SELECT 0, (SELECT count(*) FROM turn), 0 UNION ALL "
+    " SELECT 0, (SELECT count(*) FROM turn), (SELECT count(*) FROM conv) UNION ALL "
     "SELECT 1, id, seq FROM stored ORDER BY 1, 3"
 )
-_RESULT_NO_MESSAGES_SQL = " SELECT 0, (SELECT count(*) FROM turn), 0"
+_RESULT_NO_MESSAGES_SQL = " SELECT 0, (SELECT count(*) FROM turn), (SELECT count(*) FROM conv)"
+_RESULT_NO_CONVERSATION_SQL = " SELECT 0, (SELECT count(*) FROM turn), 1"
 
 
 def _write_postgresql(step: Step, now: datetime) -> list[tuple[int, int]]:
@@ -183,14 +202,17 @@ def _write_postgresql(step: Step, now: datetime) -> list[tuple[int, int]]:
         ctes.append(_TURN_SQL)
         params += [now, values.get("state"), values.get("outcome"), values.get("error_kind")]
         params += [values.get("ended_at"), owner, lease_expires_at]
-        params += [step.turn_id, step.while_running]
+        params += [step.turn_id, step.conversation_id, step.while_running]
+    # A new turn (even a resend's, with no message) is written only through the conversation.
+    updates_conversation = bool(count) or step.title is not None or step.new_turn_client_id
+    if updates_conversation:
+        ctes.append(_CONVERSATION_SQL)
+        params += [count, now, step.title, step.conversation_id, list(step.refuse_statuses)]
+        params.append(count)
     if step.new_turn_client_id is not None:
         ctes.append(_NEW_TURN_SQL)
         params += [step.turn_id, step.conversation_id, now, now, step.new_turn_client_id]
         params += [owner or "", lease_expires_at]
-    if count or step.title is not None:
-        ctes.append(_CONVERSATION_SQL)
-        params += [count, now, step.title, step.conversation_id, count]
     if step.model_calls:
         ctes.append(_USAGE_SQL)
         rows = [_usage_row(step, call, now) for call in step.model_calls]
@@ -206,23 +228,26 @@ def _write_postgresql(step: Step, now: datetime) -> list[tuple[int, int]]:
             [m.client_message_id for m in step.messages],
             [m.author_id for m in step.messages],
         ]
-    result = _RESULT_SQL if count else _RESULT_NO_MESSAGES_SQL
+    if count:
+        result = _RESULT_SQL
+    else:
+        result = _RESULT_NO_MESSAGES_SQL if updates_conversation else _RESULT_NO_CONVERSATION_SQL
     with connection.cursor() as cursor:
         cursor.execute("WITH " + ", ".join(ctes) + result, params)
         rows_written = cursor.fetchall()
-    if not rows_written[0][1]:
+    _, turn_updated, conversation_updated = rows_written[0]
+    if not turn_updated:
         raise TurnNotRunning(str(step.turn_id))
-    stored = [(int(pk), int(seq)) for _, pk, seq in rows_written[1:]]
-    if len(stored) != count:
-        raise Conversation.DoesNotExist(f"No conversation {step.conversation_id}.")
-    return stored
+    if not conversation_updated:
+        raise ConversationUnavailable(f"Conversation {step.conversation_id} is not writable.")
+    return [(int(pk), int(seq)) for _, pk, seq in rows_written[1:]]
 
 
 def _write_orm(step: Step, now: datetime) -> list[tuple[int, int]]:
     owner, lease_expires_at = step.lease if step.lease is not None else ("", None)
     with transaction.atomic():
         if step.new_turn_client_id is None and step.turn_id is not None:
-            turns = Turn.objects.filter(pk=step.turn_id)
+            turns = Turn.objects.filter(pk=step.turn_id, conversation_id=step.conversation_id)
             if step.while_running:
                 turns = turns.filter(state=TurnState.RUNNING)
             lease = {"owner": owner, "lease_expires_at": lease_expires_at} if step.lease else {}
@@ -230,9 +255,12 @@ def _write_orm(step: Step, now: datetime) -> list[tuple[int, int]]:
                 raise TurnNotRunning(str(step.turn_id))
         conversation = (
             Conversation.objects.select_for_update()
-            .only("pk", "last_seq", "title")
-            .get(pk=step.conversation_id)
+            .only("pk", "last_seq", "title", "status")
+            .filter(pk=step.conversation_id)
+            .first()
         )
+        if conversation is None or conversation.status in step.refuse_statuses:
+            raise ConversationUnavailable(f"Conversation {step.conversation_id} is not writable.")
         changes: dict[str, Any] = {"last_seq": F("last_seq") + len(step.messages)}
         if step.title is not None and not conversation.title:
             changes["title"] = step.title

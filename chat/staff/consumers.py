@@ -193,19 +193,18 @@ class StaffConversationConsumer(ChatConsumer):
             ),
             layer=self.channel_layer,
             group=self.group,
-            channel=self.channel_name,
+            socket=self,
         )
         await self.send_stored()
         return result
 
-    async def chat_message(self, message: dict[str, Any]) -> None:
+    async def chat_events(self, message: dict[str, Any]) -> None:
         if await self.still_allowed():
-            await super().chat_message(message)
+            await super().chat_events(message)
 
-    async def chat_event(self, message: dict[str, Any]) -> None:
+    def relayed(self, event: dict[str, Any]) -> dict[str, Any]:
         # Unfiltered: the page needs "agent_id" to know whether this agent holds it.
-        if await self.still_allowed():
-            await self.send_json(message["event"])
+        return event
 
     async def send_state(self) -> None:
         try:

@@ -2,8 +2,12 @@
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from chat.engine.budget import earlier_note, estimated_tokens, within_budget
-from chat.engine.history import violations
+from chat.engine.history import repair, violations
+from tests.chat.engine.test_history import HISTORIES
 
 
 def tool_turn(n: int) -> list[dict[str, Any]]:
@@ -81,3 +85,58 @@ def test_a_last_turn_over_the_budget_is_still_sent() -> None:
 
     assert sent[-1]["content"][-1] == history[-1]["content"][-1]
     assert violations(sent) == []
+
+
+def test_a_tail_of_a_longer_conversation_carries_the_orders_left_out_before_it() -> None:
+    history = long_history(3)
+
+    sent = within_budget(history, 100_000, earlier_orders=["39998", "39999"])
+
+    assert sent[1:] == history[1:]
+    assert sent[0]["content"][1:] == history[0]["content"]
+    assert sent[0]["content"][0]["text"] == earlier_note([], ["39998", "39999"])
+    assert "39998, 39999" in sent[0]["content"][0]["text"]
+    assert violations(sent) == []
+
+
+def test_orders_left_out_before_and_dropped_here_are_named_once_oldest_first() -> None:
+    history = long_history(10)
+    budget = estimated_tokens(history) // 2
+
+    sent = within_budget(history, budget, earlier_orders=["39999", "40000"])
+
+    dropped = history[: len(history) - len(sent)]
+    note = sent[0]["content"][0]["text"]
+    assert note == earlier_note(dropped, ["39999", "40000"])
+    assert "Orders discussed earlier: 39999, 40000, 40001, 40002" in note
+    assert note.count("40000") == 1
+    assert estimated_tokens(sent) <= budget
+
+
+# Property: wherever the stored tail starts and whatever the budget, what is sent is valid.
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    HISTORIES,
+    st.integers(min_value=0, max_value=12),
+    st.sampled_from([0, 1, 30, 60, 200]),
+    st.one_of(st.none(), st.lists(st.sampled_from(["1", "2", "40001"]), max_size=3)),
+)
+def test_any_tail_cut_to_any_budget_obeys_every_rule(
+    history: list[dict[str, Any]], start: int, budget: int, earlier_orders: list[str] | None
+) -> None:
+    tail = [*history[start:], {"role": "user", "content": [{"text": "And now?"}]}]
+
+    sent = within_budget(repair(tail), budget, earlier_orders)
+
+    assert violations(sent) == []
+    assert sent[-1]["content"][-1] == {"text": "And now?"}
+    if budget and estimated_tokens(sent) > budget:
+        # Over the budget only when what is sent is the last turn alone.
+        user_texts = [
+            i
+            for i, m in enumerate(sent)
+            if m["role"] == "user" and not any("toolResult" in b for b in m["content"])
+        ]
+        assert user_texts == [0]

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from chat.engine.history import (
     MISSING_RESULT_TEXT,
     PLACEHOLDER_TEXT,
+    appended_violations,
     has_tool_blocks,
     repair,
     violations,
@@ -278,3 +279,28 @@ def test_a_repaired_history_obeys_every_rule(history: list[dict[str, Any]]) -> N
     assert repair(repaired) == repaired
     kept = non_blank_texts(repaired)
     assert non_blank_texts(history) - kept == Counter()
+
+
+# What a step appends is checked alone.
+
+
+def test_a_valid_step_appends_without_problems() -> None:
+    step = [assistant(text("<thinking>again</thinking>"), call("t2")), user(result("t2"))]
+
+    assert appended_violations(GOOD, step, {"t1"}) == []
+    assert violations([*GOOD, *step]) == []
+
+
+def test_a_step_that_reuses_an_earlier_tool_use_id_is_caught() -> None:
+    step = [assistant(call("t1")), user(result("t1"))]
+
+    assert appended_violations(GOOD, step, {"t1"}) == ["an appended message reuses toolUseId t1"]
+
+
+def test_a_step_whose_results_answer_nothing_is_caught() -> None:
+    step = [assistant(call("t2")), user(result("t3"))]
+
+    problems = appended_violations(GOOD, step, {"t1"})
+
+    assert "message 2 block 0 answers no toolUse of the message before" in problems
+    assert "message 2 does not answer toolUse t2" in problems

@@ -195,6 +195,49 @@ def test_it_runs_a_tool_and_sends_its_result_back() -> None:
     assert sink.appended[0][1] == answer
 
 
+def test_it_still_sends_a_valid_history_when_the_model_reuses_a_tool_use_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    earlier = [
+        user("my order is 32057"),
+        {"role": "assistant", "content": [tool_call("t1", "get_order_by_id", {"order_id": "1"})]},
+        {
+            "role": "user",
+            "content": [{"toolResult": {"toolUseId": "t1", "content": [{"text": "x"}]}}],
+        },
+        {"role": "assistant", "content": [{"text": "<reply>Shipped.</reply>"}]},
+        user("and again?"),
+    ]
+    model = ScriptedModel(
+        tool_response(tool_call("t1", "get_order_by_id", {"order_id": "32057"})),
+        text_response("<reply>Still shipped.</reply>"),
+    )
+
+    result, _ = turn(model, earlier)
+
+    assert result.outcome == "answered"
+    # ScriptedModel refuses any request Converse would reject; the second one got through.
+    assert len(model.requests) == 2
+    assert violations(model.requests[1]["messages"]) == []
+    assert "reuses toolUseId t1" in caplog.text
+
+
+def test_it_sends_the_history_it_was_given_without_changing_it() -> None:
+    history = [user("my order is 32057")]
+    before = json.dumps(history)
+    model = ScriptedModel(
+        tool_response(tool_call("t1", "get_order_by_id", {"order_id": "32057"})),
+        text_response("<reply>Shipped.</reply>"),
+    )
+
+    turn(model, history, prompt_caching=True)
+
+    assert json.dumps(history) == before
+    assert model.requests[1]["messages"][:1] == [
+        {"role": "user", "content": [{"text": "my order is 32057"}]}
+    ]
+
+
 def test_it_answers_parallel_tool_calls_together_in_order() -> None:
     tools = FakeTools()
     model = ScriptedModel(

@@ -257,7 +257,7 @@ async def test_a_repeated_live_message_is_not_sent_twice(
     last = socket.messages()[-1]
 
     await get_channel_layer().group_send(
-        realtime.group_name(conversation.pk), {"type": realtime.MESSAGE, "event": last}
+        realtime.group_name(conversation.pk), realtime.layer_message([last])
     )
 
     assert await socket.nothing_more()
@@ -280,9 +280,10 @@ async def test_a_live_message_after_a_gap_brings_the_missed_ones_from_the_databa
         [notice("First missed"), notice("Second missed")],
     )
 
+    second = message_event(stored[1])
+    assert second is not None
     await get_channel_layer().group_send(
-        realtime.group_name(conversation.pk),
-        {"type": realtime.MESSAGE, "event": message_event(stored[1])},
+        realtime.group_name(conversation.pk), realtime.layer_message([second])
     )
     await socket.receive_until(lambda event: event.get("text") == "Second missed")
 
@@ -558,3 +559,33 @@ async def test_the_turn_end_comes_once_and_before_submitted(
     assert all(end < sent for end, sent in zip(ends, submitted, strict=True))
     assert len({socket.events[i]["turn"] for i in ends}) == 3
     await socket.close()
+
+
+# --- Relaying a turn ------------------------------------------------------------------------------
+
+
+async def test_a_tool_turn_reaches_its_own_tab_once_and_every_other_tab_in_seq_order(
+    conversation: Conversation, alice: Customer, alice_user: User
+) -> None:
+    await sync_to_async(make_order)("32057", alice)
+    sender = await signed_in_socket(alice_user, conversation.pk)
+    other = await signed_in_socket(alice_user, conversation.pk)
+    for socket in (sender, other):
+        await socket.send({"type": "resume", "after_seq": 0})
+    frame = send_frame("My order is 32057")
+
+    await sender.send(frame)
+    await sender.receive_until(is_submitted(frame["client_message_id"]))
+    await other.receive_until(is_turn_end)
+    stored = await sync_to_async(events_since)(conversation=conversation, after_seq=0)
+
+    kinds = [event["type"] for event in sender.events]
+    assert kinds.count("turn") == 2
+    assert kinds.index("submitted") == len(kinds) - 1
+    for socket in (sender, other):
+        assert [event["seq"] for event in socket.messages()] == [e["seq"] for e in stored]
+        assert not [event for event in socket.events if event["type"] == "hidden"]
+    reply = [event for event in stored if event["role"] == "assistant"][-1]["text"]
+    assert "".join(e["text"] for e in sender.events if e["type"] == "delta") == reply
+    await sender.close()
+    await other.close()

@@ -84,7 +84,7 @@ def customer_texts(conversation_id: Any) -> list[str]:
 
 def next_request_problems(conversation_id: Any) -> list[str]:
     """What Converse would reject in the history the engine sends with the next message."""
-    history = model_history(conversation_id)
+    history = model_history(conversation_id).messages
     return violations([*history, {"role": "user", "content": [{"text": "And now?"}]}])
 
 

@@ -1,4 +1,4 @@
-"""How turn events are packed for the channel layer."""
+"""How turn events reach the socket that started the turn, the channel layer, and each page."""
 
 import asyncio
 import logging
@@ -10,16 +10,15 @@ from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
 
 from chat.live.realtime import (
-    EVENT,
-    MESSAGE,
+    EVENTS,
     GroupEmitter,
-    TurnTrail,
     coalesce,
-    group_message,
+    layer_message,
     metrics,
     start_turn,
     turn_executor_shutdown,
 )
+from chat.live.relay import StoredRelay
 
 
 def free_port() -> int:
@@ -28,14 +27,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_a_stored_message_travels_as_its_event_with_its_seq() -> None:
-    message = {"type": "message", "seq": 7, "id": "x", "role": "assistant", "text": "Hi"}
-
-    assert group_message(message) == {"type": MESSAGE, "event": message}
-    assert group_message({"type": "delta", "turn": "t", "text": "a"}) == {
-        "type": EVENT,
-        "event": {"type": "delta", "turn": "t", "text": "a"},
-    }
+async def layer_events(layer: Any, channel: str) -> list[dict[str, Any]]:
+    """The events of every layer message waiting for ``channel``, in order."""
+    events: list[dict[str, Any]] = []
+    while True:
+        try:
+            message = await asyncio.wait_for(layer.receive(channel), timeout=0.2)
+        except TimeoutError:
+            return events
+        assert message["type"] == EVENTS
+        events += message["events"]
 
 
 def test_back_to_back_deltas_of_one_turn_are_merged_in_order() -> None:
@@ -62,11 +63,7 @@ def test_stored_messages_are_never_merged() -> None:
         {"type": "turn", "turn": "t", "state": "ended", "outcome": "answered"},
     ]
 
-    assert [group_message(event) for event in coalesce(events)] == [
-        {"type": MESSAGE, "event": events[0]},
-        {"type": MESSAGE, "event": events[1]},
-        {"type": EVENT, "event": events[2]},
-    ]
+    assert coalesce(events) == events
 
 
 async def test_a_turn_that_raises_still_ends_and_leaves_nothing_in_flight() -> None:
@@ -79,21 +76,18 @@ async def test_a_turn_that_raises_still_ends_and_leaves_nothing_in_flight() -> N
         emit({"type": "delta", "turn": "t", "text": "Hel"})
         raise RuntimeError("a bug in the turn")
 
-    async def on_done(result: Any, trail: TurnTrail) -> None:
+    async def on_done(result: Any) -> None:
         done.append(result)
 
     try:
-        task = start_turn(
-            job, layer=layer, group="conversation.x", channel=channel, on_done=on_done
-        )
+        task = start_turn(job, layer=layer, group="conversation.x", on_done=on_done)
         await asyncio.wait_for(task, timeout=10)
     finally:
         turn_executor_shutdown()
 
     assert done == [None]
     assert metrics()["turns_in_flight"] == 0
-    received = [await layer.receive(channel), await layer.receive(channel)]
-    assert [message["event"]["type"] for message in received] == ["delta", "error"]
+    assert [event["type"] for event in await layer_events(layer, channel)] == ["delta", "error"]
 
 
 async def test_a_layer_that_is_away_costs_one_traceback_per_turn_not_one_per_event(
@@ -116,3 +110,87 @@ async def test_a_layer_that_is_away_costs_one_traceback_per_turn_not_one_per_eve
         (logging.WARNING, False),
     ]
     assert "5 live events" in records[1].getMessage()
+
+
+class Page(StoredRelay):
+    """What a socket's page got from the relay, and how often the socket read the database
+    (``stored``: the conversation's visible messages there)."""
+
+    channel_name = "page"
+
+    def __init__(self, sent_seq: int, stored: list[dict[str, Any]] | None = None) -> None:
+        self.sent_seq = sent_seq
+        self.hidden_seqs: set[int] = set()
+        self.send_lock = asyncio.Lock()
+        self.stored = stored or []
+        self.frames: list[dict[str, Any]] = []
+        self.reads = 0
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        self.frames.append(content)
+
+    async def send_stored(self, after_seq: int | None = None) -> None:
+        self.reads += 1
+        assert self.sent_seq is not None
+        for event in self.stored:
+            if event["seq"] > self.sent_seq:
+                self.frames.append(event)
+                self.seq_sent(event["seq"])
+
+
+def message(seq: int) -> dict[str, Any]:
+    return {"type": "message", "seq": seq, "role": "assistant", "text": f"m{seq}"}
+
+
+ENDED = {"type": "turn", "turn": "t", "state": "ended", "outcome": "answered"}
+
+
+async def test_the_seqs_of_tool_calls_and_results_are_no_gap_and_cost_no_database_read() -> None:
+    page = Page(sent_seq=1, stored=[message(1), message(4)])
+
+    await page.relay_events([{"type": "hidden", "seqs": [2, 3]}])
+    await page.relay_events([message(4), ENDED])
+
+    assert page.frames == [message(4), ENDED]
+    assert page.reads == 0
+    assert page.sent_seq == 4
+
+
+async def test_a_message_the_layer_lost_is_read_from_the_database_once_then_skipped() -> None:
+    page = Page(sent_seq=1, stored=[message(2), message(3), message(5)])
+
+    await page.relay_events([{"type": "hidden", "seqs": [4]}])
+    await page.relay_events([message(3), ENDED, message(5)])
+
+    assert page.frames == [message(2), message(3), message(5), ENDED]
+    assert page.reads == 1
+
+
+async def test_the_turns_socket_gets_every_event_directly_and_other_tabs_one_layer_message() -> (
+    None
+):
+    layer = InMemoryChannelLayer()
+    other_tab = await layer.new_channel()
+    await layer.group_add("conversation.x", other_tab)
+    page = Page(sent_seq=0)
+    emitter = GroupEmitter(
+        loop=asyncio.get_running_loop(), layer=layer, group="conversation.x", socket=page
+    )
+    refused = {"type": "error", "text": "Please wait.", "retryable": True}
+    for event in (message(1), *DELTAS, refused, message(2), ENDED):
+        emitter.put(event)
+    emitter.close()
+
+    await asyncio.wait_for(emitter.drain(), timeout=10)
+
+    merged = {"type": "delta", "turn": "t", "text": "Hello"}
+    assert page.frames == [message(1), merged, refused, message(2), ENDED]
+    sent = await asyncio.wait_for(layer.receive(other_tab), timeout=1)
+    assert sent == layer_message([message(1), merged, message(2), ENDED], origin="page")
+    assert await layer_events(layer, other_tab) == []
+
+
+DELTAS = [
+    {"type": "delta", "turn": "t", "text": "Hel"},
+    {"type": "delta", "turn": "t", "text": "lo"},
+]

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
 
@@ -113,8 +114,33 @@ async def test_a_turn_started_in_one_process_is_seen_live_in_another(
         (1, "customer"),
         (2, "assistant"),
     ]
+    # Each tab got every delta once: the sender from its turn, the other through Redis.
+    reply = here.messages()[-1]["text"]
+    for events in (here.events, there.events):
+        assert "".join(event["text"] for event in events if event["type"] == "delta") == reply
+    assert [event["seq"] for event in there.events if event["type"] == "message"] == [1, 2]
     await here.close()
     await there.close()
+
+
+async def test_a_turns_events_go_through_redis_to_every_member_but_the_socket_that_started_it(
+    settings: Any,
+) -> None:
+    assert "Origin" in settings.CHANNEL_LAYERS["default"]["BACKEND"]
+    layer = get_channel_layer()
+    sender, other = await layer.new_channel(), await layer.new_channel()
+    for channel in (sender, other):
+        await layer.group_add("conversation.x", channel)
+    events = [{"type": "delta", "turn": "t", "text": "Hello"}]
+
+    await layer.group_send("conversation.x", realtime.layer_message(events, origin=sender))
+    await layer.group_send("conversation.x", realtime.layer_message(events))
+
+    assert (await layer.receive(other))["events"] == events
+    assert (await layer.receive(other))["events"] == events
+    # Only the message without an origin reached the sender.
+    assert (await layer.receive(sender))["origin"] == ""
+    await layer.flush()
 
 
 async def test_two_slow_turns_in_one_server_run_at_the_same_time(

@@ -22,6 +22,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
+from chat.live.access import session_check
 from chat.live.handoff import handoff_request
 from chat.models import Conversation, Message
 from tests.chat.handoff_helpers import SUPPORT_AGENT, make_agent
@@ -138,6 +139,21 @@ async def test_changing_the_password_elsewhere_ends_the_sockets_of_older_session
     await sync_to_async(alice_user.save)()
 
     assert await socket.closed_with() == 4401
+
+
+def test_each_action_rereads_session_and_user_and_the_expiry_only_when_asked(
+    alice_user: User, django_assert_num_queries: Any
+) -> None:
+    key = signed_in(alice_user).cookies["sessionid"].value
+
+    with django_assert_num_queries(2):
+        per_action = session_check(key, alice_user.pk, expiry=False)
+    with django_assert_num_queries(3):
+        with_expiry = session_check(key, alice_user.pk)
+
+    assert per_action.user == with_expiry.user == alice_user
+    assert per_action.expires_at is None
+    assert with_expiry.expires_at == Session.objects.get(session_key=key).expire_date
 
 
 # --- Staff sockets --------------------------------------------------------------------------------

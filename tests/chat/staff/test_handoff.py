@@ -404,7 +404,7 @@ def test_after_a_hand_back_the_bot_answers_and_reads_what_the_agent_said(
     assert HandoffEvent.objects.filter(actor=None).get().note == (
         "Asked through the assistant: parcel is late"
     )
-    stored = model_history(conversation.pk)
+    stored = model_history(conversation.pk).messages
     assert violations(repair(stored)) == []
 
 

@@ -1,0 +1,226 @@
+"""A turn's writes keep the data whole without database foreign keys on messages and calls, and
+a message checked without a lock still starts at most one turn."""
+
+import uuid
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from chat.engine.types import ModelCallRecord
+from chat.live.intake import BUSY_TEXT, Admission, Started, admission_read, turn_start
+from chat.live.storage import NewMessage
+from chat.live.turns import tools_for, turn_submit
+from chat.live.writes import ConversationUnavailable, Step, TurnNotRunning, step_write
+from chat.models import (
+    Conversation,
+    ConversationStatus,
+    Message,
+    MessageKind,
+    MessageRole,
+    ModelCall,
+    Turn,
+    TurnState,
+)
+from orders.models import Customer
+from tests.chat.factories import Recorder, make_conversation, submit, user_of
+from tests.chat.scripted import ScriptedModel, text_response
+
+pytestmark = pytest.mark.django_db
+
+HELLO = NewMessage(MessageRole.USER, MessageKind.CUSTOMER, [{"text": "Hello"}])
+CALL = ModelCallRecord("demo", "end_turn", 10, 5, 0, 0, 3, "")
+
+
+def hello_step(conversation_id: uuid.UUID, turn_id: uuid.UUID | None) -> Step:
+    return Step(
+        conversation_id=conversation_id,
+        messages=[HELLO],
+        turn_id=turn_id,
+        model_calls=[(CALL, "")],
+    )
+
+
+def test_a_step_for_a_missing_conversation_stores_nothing() -> None:
+    with pytest.raises(ConversationUnavailable):
+        step_write(Step(conversation_id=uuid.uuid4(), messages=[HELLO]))
+
+    assert not Message.objects.exists()
+
+
+def test_a_step_of_a_missing_turn_stores_nothing(alice: Customer) -> None:
+    conversation = make_conversation(alice)
+
+    with pytest.raises(TurnNotRunning):
+        step_write(hello_step(conversation.pk, uuid.uuid4()))
+
+    assert not Message.objects.exists()
+    assert not ModelCall.objects.exists()
+    conversation.refresh_from_db()
+    assert conversation.last_seq == 0
+
+
+def test_a_step_of_another_conversations_turn_stores_nothing(
+    alice: Customer, bob: Customer
+) -> None:
+    alices, bobs = make_conversation(alice), make_conversation(bob)
+    turn = Turn.objects.create(conversation=alices)
+
+    with pytest.raises(TurnNotRunning):
+        step_write(hello_step(bobs.pk, turn.pk))
+
+    assert not Message.objects.exists()
+    assert not ModelCall.objects.exists()
+
+
+def test_deleting_a_conversation_deletes_its_messages_and_model_calls(alice: Customer) -> None:
+    conversation = make_conversation(alice)
+    submit(conversation, alice, "Hello", model=ScriptedModel(text_response("<reply>Hi</reply>")))
+    other = make_conversation(alice)
+    submit(other, alice, "Hello", model=ScriptedModel(text_response("<reply>Hi</reply>")))
+
+    conversation.delete()
+
+    assert not Message.objects.filter(conversation_id=conversation.pk).exists()
+    assert not ModelCall.objects.filter(conversation_id=conversation.pk).exists()
+    assert Message.objects.filter(conversation=other).count() == 2
+    assert ModelCall.objects.filter(conversation=other).count() == 1
+
+
+def test_deleting_a_turn_keeps_its_messages_and_calls_without_it(alice: Customer) -> None:
+    conversation = make_conversation(alice)
+    submit(conversation, alice, "Hello", model=ScriptedModel(text_response("<reply>Hi</reply>")))
+
+    Turn.objects.all().delete()
+
+    assert list(Message.objects.values_list("turn_id", flat=True)) == [None, None]
+    assert list(ModelCall.objects.values_list("turn_id", flat=True)) == [None]
+
+
+def test_a_conversation_runs_one_turn_at_a_time_whoever_writes_it(alice: Customer) -> None:
+    conversation = make_conversation(alice)
+    Turn.objects.create(conversation=conversation, client_message_id="c1")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Turn.objects.create(conversation=conversation, client_message_id="c2")
+    Turn.objects.create(conversation=conversation, state=TurnState.COMPLETED)
+    assert Turn.objects.filter(conversation=conversation).count() == 2
+
+
+def start(
+    conversation: Conversation, customer: Customer, events: Recorder, admission: Admission
+) -> Started | None:
+    """The message "Hello" (client id "m1") taken in on a read made earlier."""
+    return turn_start(
+        admission=admission,
+        conversation_id=conversation.pk,
+        user=user_of(customer),
+        text="Hello",
+        client_message_id="m1",
+        tools=tools_for(conversation_id=conversation.pk, customer=customer, emit=events),
+        emit=events,
+    )
+
+
+def test_a_turn_started_since_the_read_makes_the_message_wait(alice: Customer) -> None:
+    conversation = make_conversation(alice)
+    admission = admission_read(
+        conversation=conversation, user=user_of(alice), client_message_id="m1"
+    )
+    Turn.objects.create(conversation=conversation, client_message_id="other")
+    events = Recorder()
+
+    assert start(conversation, alice, events, admission) is None
+
+    assert events.of_type("error") == [{"type": "error", "text": BUSY_TEXT, "retryable": True}]
+    assert not Message.objects.exists()
+    assert Turn.objects.count() == 1
+
+
+def test_the_same_message_accepted_since_the_read_is_dropped(alice: Customer) -> None:
+    conversation = make_conversation(alice)
+    admission = admission_read(
+        conversation=conversation, user=user_of(alice), client_message_id="m1"
+    )
+    submit(
+        conversation,
+        alice,
+        "Hello",
+        model=ScriptedModel(text_response("<reply>Hi</reply>")),
+        client_message_id="m1",
+    )
+    events = Recorder()
+
+    assert start(conversation, alice, events, admission) is None
+
+    assert events.events == []
+    assert Message.objects.filter(kind=MessageKind.CUSTOMER).count() == 1
+
+
+def test_a_person_taking_the_conversation_since_the_read_gets_the_message_alone(
+    alice: Customer,
+) -> None:
+    conversation = make_conversation(alice)
+    admission = admission_read(
+        conversation=conversation, user=user_of(alice), client_message_id="m1"
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(status=ConversationStatus.WITH_AGENT)
+
+    started = start(conversation, alice, Recorder(), admission)
+
+    assert started is not None
+    assert started.turn is None
+    assert [m.content for m in started.stored] == [[{"text": "Hello"}]]
+    assert not Turn.objects.exists()
+
+
+def spent_today(conversation: Conversation, settings: Any) -> None:
+    settings.CHAT_DAILY_TOKEN_BUDGET = 1000
+    ModelCall.objects.create(
+        conversation=conversation, model_id="demo", input_tokens=900, output_tokens=100
+    )
+
+
+def test_a_spent_budget_refuses_the_message_before_anything_is_stored(
+    alice: Customer, settings: Any
+) -> None:
+    conversation = make_conversation(alice)
+    spent_today(make_conversation(alice), settings)
+    events = Recorder()
+
+    accepted = turn_submit(
+        conversation=conversation,
+        user=user_of(alice),
+        text="Hello",
+        client_message_id="m1",
+        emit=events,
+        client=ScriptedModel(),
+    )
+
+    assert accepted is False
+    [refused] = events.of_type("error")
+    assert (refused["code"], refused["retryable"]) == ("daily_budget_exhausted", False)
+    assert not Message.objects.exists()
+    assert not Turn.objects.exists()
+
+
+def test_a_spent_budget_still_lets_the_customer_write_to_a_person(
+    alice: Customer, settings: Any
+) -> None:
+    conversation = make_conversation(alice)
+    spent_today(conversation, settings)
+    Conversation.objects.filter(pk=conversation.pk).update(status=ConversationStatus.WITH_AGENT)
+    events = Recorder()
+
+    accepted = turn_submit(
+        conversation=conversation,
+        user=user_of(alice),
+        text="Are you there?",
+        client_message_id="m1",
+        emit=events,
+        client=ScriptedModel(),
+    )
+
+    assert accepted is True
+    assert events.texts() == ["Are you there?"]
+    assert not Turn.objects.exists()
