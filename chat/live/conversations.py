@@ -306,23 +306,26 @@ def model_history(conversation_id: uuid.UUID, *, budget_tokens: int = 0) -> Mode
     return ModelHistory(messages, earlier_orders)
 
 
-# A message's size approximates the characters ``chat.engine.budget`` counts for it: its
-# content as text plus the role around it. ``later`` is the size of the messages after each
-# one; the rows needed are those whose later messages do not fill the budget (with a quarter
-# to spare, so the engine has all it can use), read from the turn start (a user message without
-# tool results) at or before the first of them.
+# A message's size is at most the characters ``chat.engine.budget`` counts for it (its content
+# as text without any spaces, plus the shortest role around it), so the rows read are all that
+# the engine can use. ``later`` is the size of the messages after each one; the rows needed are
+# those whose later messages do not fill the budget, read from the turn start (a user message
+# without tool results) at or before the first of them. The CASE keeps the costly containment
+# test to the few rows before that.
 _LATEST_ROWS = """
 SELECT * FROM (
 WITH sized AS (
     SELECT seq, role, kind, content,
-           sum(length(content::text) + 32) OVER (ORDER BY seq DESC)
-           - (length(content::text) + 32) AS later
+           sum(length(replace(content::text, ' ', '')) + 25) OVER (ORDER BY seq DESC)
+           - (length(replace(content::text, ' ', '')) + 25) AS later
     FROM chat_message
     WHERE conversation_id = %(conversation)s AND kind = ANY(%(kinds)s)
+), needed AS (
+    SELECT min(seq) AS seq FROM sized WHERE %(chars)s = 0 OR later < %(chars)s
 ), start AS (
     SELECT coalesce(max(seq), 0) AS seq FROM sized
-    WHERE role = 'user' AND NOT content @> '[{"toolResult": {}}]'
-      AND seq <= (SELECT min(seq) FROM sized WHERE %(chars)s = 0 OR later < %(chars)s)
+    WHERE CASE WHEN seq <= (SELECT seq FROM needed) AND role = 'user'
+               THEN NOT content @> '[{"toolResult": {}}]' ELSE false END
 )
 SELECT
     (SELECT json_agg(json_build_array(role, kind, content) ORDER BY seq)
@@ -350,7 +353,7 @@ def _latest_rows(
             {
                 "conversation": conversation_id,
                 "kinds": list(MODEL_KINDS),
-                "chars": budget_tokens * CHARS_PER_TOKEN * 5 // 4,
+                "chars": budget_tokens * CHARS_PER_TOKEN,
                 "paths": [f"lax $[*].toolUse.input.{key}" for key in ORDER_KEYS],
                 "orders": NOTE_ORDERS,
             },
