@@ -283,8 +283,10 @@ def model_history(conversation_id: uuid.UUID, *, budget_tokens: int = 0) -> Mode
     with 0.
 
     On PostgreSQL one statement reads only those rows: it sizes every message in the database
-    and starts at the customer message that opens the turn reaching past the budget, so a turn
-    costs the same at 500 messages as at 50. Elsewhere every message is read.
+    and starts at a customer message that opens a turn, so a turn costs the same at 500 messages
+    as at 50. That start moves half a budget at a time, not with every turn, so the history the
+    model gets keeps its beginning (and its prompt cache) for many turns. Elsewhere every
+    message is read.
 
     Notices are left out; ``chat.engine.history.repair`` merges staff notes into the customer's
     messages around them, so roles keep alternating. Customer text that imitates a staff note is
@@ -306,34 +308,37 @@ def model_history(conversation_id: uuid.UUID, *, budget_tokens: int = 0) -> Mode
     return ModelHistory(messages, earlier_orders)
 
 
-# A message's size is at most the characters ``chat.engine.budget`` counts for it (its content
-# as text without any spaces, plus the shortest role around it), so the rows read are all that
-# the engine can use. ``later`` is the size of the messages after each one; the rows needed are
-# those whose later messages do not fill the budget, read from the turn start (a user message
-# without tool results) at or before the first of them. The CASE keeps the costly containment
-# test to the few rows before that.
+# A message's size is at least the characters ``chat.engine.budget`` counts for it (its content
+# as text plus the longest role around it), so what is read fits the budget as the engine counts
+# it too. ``before`` is the size of the messages before each one. The cut is the first turn start
+# (a user message without tool results) of the first block of half the budget from which the
+# rest fits, or else the last turn start: it moves a whole block at a time, not every turn.
 _LATEST_ROWS = """
 SELECT * FROM (
-WITH sized AS (
+WITH placed AS (
     SELECT seq, role, kind, content,
-           sum(length(replace(content::text, ' ', '')) + 25) OVER (ORDER BY seq DESC)
-           - (length(replace(content::text, ' ', '')) + 25) AS later
+           role = 'user' AND strpos(content::text, '"toolResult":') = 0 AS opens_turn,
+           sum(length(content::text) + 36) OVER (ORDER BY seq)
+           - (length(content::text) + 36) AS before,
+           sum(length(content::text) + 36) OVER () AS total
     FROM chat_message
     WHERE conversation_id = %(conversation)s AND kind = ANY(%(kinds)s)
-), needed AS (
-    SELECT min(seq) AS seq FROM sized WHERE %(chars)s = 0 OR later < %(chars)s
+), firsts AS (
+    SELECT DISTINCT ON (before / %(step)s) seq, before, total
+    FROM placed WHERE opens_turn ORDER BY before / %(step)s, seq
 ), start AS (
-    SELECT coalesce(max(seq), 0) AS seq FROM sized
-    WHERE CASE WHEN seq <= (SELECT seq FROM needed) AND role = 'user'
-               THEN NOT content @> '[{"toolResult": {}}]' ELSE false END
+    SELECT CASE WHEN %(chars)s = 0 THEN 0 ELSE coalesce(
+        (SELECT min(seq) FROM firsts WHERE total - before <= %(chars)s),
+        (SELECT max(seq) FROM placed WHERE opens_turn),
+        0) END AS seq
 )
 SELECT
     (SELECT json_agg(json_build_array(role, kind, content) ORDER BY seq)
-     FROM sized WHERE seq >= start.seq)::text,
-    EXISTS (SELECT FROM sized WHERE seq < start.seq),
+     FROM placed WHERE seq >= start.seq)::text,
+    EXISTS (SELECT FROM placed WHERE seq < start.seq),
     (SELECT json_agg(order_id ORDER BY last) FROM (
         SELECT found #>> '{}' AS order_id, max(seq) AS last
-        FROM sized, unnest(%(paths)s::jsonpath[]) AS path,
+        FROM placed, unnest(%(paths)s::jsonpath[]) AS path,
              jsonb_path_query(content, path) AS found
         WHERE seq < start.seq AND role = 'assistant'
           AND jsonb_typeof(found) IN ('string', 'number')
@@ -342,6 +347,9 @@ SELECT
 FROM start
 ) AS latest_rows
 """
+
+# Room left for the note that names the orders left out (``chat.engine.budget.earlier_note``).
+_NOTE_CHARS = 400
 
 
 def _latest_rows(
@@ -353,7 +361,10 @@ def _latest_rows(
             {
                 "conversation": conversation_id,
                 "kinds": list(MODEL_KINDS),
-                "chars": budget_tokens * CHARS_PER_TOKEN,
+                "chars": max(budget_tokens * CHARS_PER_TOKEN - _NOTE_CHARS, 1)
+                if budget_tokens
+                else 0,
+                "step": max(budget_tokens * CHARS_PER_TOKEN // 2, 1),
                 "paths": [f"lax $[*].toolUse.input.{key}" for key in ORDER_KEYS],
                 "orders": NOTE_ORDERS,
             },
