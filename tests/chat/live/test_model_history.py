@@ -1,6 +1,7 @@
 """What a turn reads of a long conversation: its latest turns, whole, and the orders before them."""
 
 import json
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -99,7 +100,7 @@ def test_the_history_sent_keeps_its_beginning_while_the_conversation_grows(
 
     # 40 turns, each about a seventh of the budget: the beginning changed once every three
     # or four turns, not with each one.
-    changes = sum(1 for before, after in zip(firsts, firsts[1:], strict=False) if before != after)
+    changes = sum(1 for before, after in pairwise(firsts) if before != after)
     assert 1 <= changes <= len(firsts) // 3
 
 
