@@ -8,7 +8,7 @@ import pytest
 
 from chat.engine.budget import earlier_note, estimated_tokens, within_budget
 from chat.engine.history import repair, violations
-from chat.live.conversations import model_history
+from chat.live.model_history import model_history
 from chat.live.storage import NewMessage, messages_append
 from chat.models import MessageKind, MessageRole
 from orders.models import Customer

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chat.engine.budget import estimated_tokens
-from chat.live.conversations import model_history
+from chat.live.model_history import model_history
 from chat.live.storage import NewMessage, messages_append
 from chat.models import Conversation, Message, MessageKind, MessageRole, ModelCall
 from orders.models import Customer
