@@ -7,9 +7,9 @@ socket of the process behind one slow turn).
 The socket that started a turn gets its events straight from the turn, in order, before it
 hears "submitted" (so that never overtakes the turn's reply or end, and a lost layer message
 costs it nothing). Every other tab of the customer, in any process, gets them through the
-channel layer group of the conversation: whatever queued up since the last send travels as one
-layer message (``layer_message``), back-to-back deltas merged, tagged with the starting socket's
-channel so that socket skips its own copy.
+channel layer group of the conversation: a turn's events of up to ``LAYER_LINGER_SECONDS``
+travel as one layer message (``layer_message``), back-to-back deltas merged, tagged with the
+starting socket's channel so that socket gets no copy (``chat.live.layer``).
 
 The layer is at-most-once. A stored message travels as its "message" event, seq included, and
 the seqs of stored messages the customer never sees (tool calls and results) as a "hidden"
@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 EVENTS = "chat.events"
 # Concurrent layer sends per process: each holds one pooled Redis connection while it runs.
 LAYER_SEND_SLOTS = 16
+# How long a turn's events wait to share one layer message. Other tabs see them this much later
+# at most (a turn's own socket gets each at once); a fast turn costs one layer message, a
+# streamed reply some twenty a second instead of one per delta.
+LAYER_LINGER_SECONDS = 0.05
 # The staff inbox: one group for every open inbox page; told whenever a handoff changes.
 INBOX_GROUP = "inbox"
 INBOX_CHANGED = "inbox.changed"
@@ -126,11 +130,13 @@ class GroupEmitter:
         layer: Any,
         group: str,
         socket: Relay | None = None,
+        linger: float = LAYER_LINGER_SECONDS,
     ) -> None:
         self._loop = loop
         self._layer = layer
         self._group = group
         self._socket = socket
+        self._linger = linger
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.failed_sends = 0
 
@@ -150,16 +156,21 @@ class GroupEmitter:
 
     async def drain(self) -> None:
         """Delivers the queued events until the end marker; returns once it is reached."""
+        shared: list[dict[str, Any]] = []  # for the layer, waiting at most ``linger``
+        send_at = 0.0
         while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = await self._next_batch(send_at if shared else None)
             ended = None in batch
             if ended:
                 batch = batch[: batch.index(None)]
             events = coalesce([event for event in batch if event is not None])
             if events:
-                await self._deliver(events)
+                if not shared:
+                    send_at = self._loop.time() + self._linger
+                shared += await self._relay(events)
+            if shared and (ended or self._loop.time() >= send_at):
+                await self._send(coalesce(shared))
+                shared = []
             if ended:
                 if self.failed_sends > 1:
                     logger.warning(
@@ -169,33 +180,46 @@ class GroupEmitter:
                     )
                 return
 
-    async def _deliver(self, events: list[dict[str, Any]]) -> None:
-        shared = events
-        if self._socket is not None:
-            # "Your message was not accepted" concerns the tab that sent it only.
-            shared = [event for event in events if event.get("type") != "error"]
-            try:
-                await self._socket.relay_events(events)
-            except Exception:
-                # A socket closing under the turn: the turn goes on and is stored.
-                logger.warning("Could not relay a turn's events to its socket.", exc_info=True)
-        if not shared:
-            return
+    async def _next_batch(self, until: float | None) -> list[dict[str, Any] | None]:
+        """What is queued, once something is (or ``until`` passed: maybe nothing)."""
+        batch: list[dict[str, Any] | None] = []
+        try:
+            async with asyncio.timeout_at(until):
+                batch.append(await self._queue.get())
+        except TimeoutError:
+            pass
+        while not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _relay(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Relays ``events`` to the turn's socket; returns those for the group."""
+        if self._socket is None:
+            return events
+        try:
+            await self._socket.relay_events(events)
+        except Exception:
+            # A socket closing under the turn: the turn goes on and is stored.
+            logger.warning("Could not relay a turn's events to its socket.", exc_info=True)
+        # "Your message was not accepted" concerns the tab that sent it only.
+        return [event for event in events if event.get("type") != "error"]
+
+    async def _send(self, events: list[dict[str, Any]]) -> None:
         origin = None if self._socket is None else self._socket.channel_name
         async with send_slots():
             try:
-                await self._layer.group_send(self._group, layer_message(shared, origin))
-                if any(event.get("type") == "handoff" for event in shared):
+                await self._layer.group_send(self._group, layer_message(events, origin))
+                if any(event.get("type") == "handoff" for event in events):
                     await self._layer.group_send(INBOX_GROUP, {"type": INBOX_CHANGED})
             except Exception:
                 # The layer is best effort; the database keeps every stored message. While
                 # Redis is away every send fails alike: one traceback per turn, then a count
                 # at its end.
-                self.failed_sends += len(shared)
-                if self.failed_sends == len(shared):
+                self.failed_sends += len(events)
+                if self.failed_sends == len(events):
                     logger.warning(
                         "Could not send %d live events to %s; the turn goes on and is stored.",
-                        len(shared),
+                        len(events),
                         self._group,
                         exc_info=True,
                     )

@@ -19,6 +19,7 @@ from chat.live.realtime import (
     turn_executor_shutdown,
 )
 from chat.live.relay import StoredRelay
+from tests.chat.sockets import eventually
 
 
 def free_port() -> int:
@@ -194,3 +195,33 @@ DELTAS = [
     {"type": "delta", "turn": "t", "text": "Hel"},
     {"type": "delta", "turn": "t", "text": "lo"},
 ]
+
+
+async def test_a_turns_events_share_one_layer_message_while_its_socket_gets_each_at_once() -> None:
+    layer = InMemoryChannelLayer()
+    other_tab = await layer.new_channel()
+    await layer.group_add("conversation.x", other_tab)
+    page = Page(sent_seq=0)
+    emitter = GroupEmitter(
+        loop=asyncio.get_running_loop(),
+        layer=layer,
+        group="conversation.x",
+        socket=page,
+        linger=3600,
+    )
+    sender = asyncio.create_task(emitter.drain())
+
+    async def relayed() -> bool:
+        return bool(page.frames)
+
+    emitter.put(message(1))
+    assert await eventually(relayed)
+    assert await layer_events(layer, other_tab) == []
+    for event in (*DELTAS, message(2), ENDED):
+        emitter.put(event)
+    emitter.close()
+    await asyncio.wait_for(sender, timeout=10)
+
+    merged = {"type": "delta", "turn": "t", "text": "Hello"}
+    assert page.frames == [message(1), merged, message(2), ENDED]
+    assert await layer_events(layer, other_tab) == page.frames
