@@ -16,10 +16,13 @@ from django.db import DatabaseError, connection, connections
 
 logger = logging.getLogger(__name__)
 
-# Reserved settings that exist on the server's version; reserved_connections is PostgreSQL 16+.
+# Reserved settings that exist on the server's version (reserved_connections is PostgreSQL
+# 16+), and the client connections open now, this one included.
 _LIMITS_SQL = """
 SELECT name, setting::int FROM pg_settings
 WHERE name IN ('max_connections', 'superuser_reserved_connections', 'reserved_connections')
+UNION ALL
+SELECT 'in_use', count(*)::int FROM pg_stat_activity WHERE backend_type = 'client backend'
 """
 
 
@@ -76,6 +79,16 @@ def database_pool_check() -> int | None:
         usable,
         settings.CHAT_MAX_CONCURRENT_TURNS,
     )
+    # Other processes (more server tasks, a migration, an operator's shell) share the limit.
+    free = usable - limits.get("in_use", 1) + 1
+    if size > free:
+        logger.warning(
+            "DATABASE_POOL_SIZE=%d is more than the %d connections free on the database now: "
+            "under load this process may be refused connections. Lower DATABASE_POOL_SIZE "
+            "or run fewer processes against this database.",
+            size,
+            free,
+        )
     return usable
 
 
@@ -86,10 +99,12 @@ def pool_reset() -> None:
     Connections other threads hold stay open until they give them back; for tests, tools
     that switch databases and tracing hooks, never for a running server.
     """
-    for each in connections.all(initialized_only=True):
-        if each.in_atomic_block:
-            continue  # a test's transaction: its connection stays until the test ends
-        each.close()
+    # Every alias, not only the ones this thread used: the pool is the process's.
+    for each in connections.all():
+        # A test's transaction keeps its connection to the end; an event loop's thread has none
+        # (and may not call close()).
+        if each.connection is not None and not each.in_atomic_block:
+            each.close()
         close_pool = getattr(each, "close_pool", None)  # PostgreSQL's backend only
         if close_pool is not None:
             close_pool()

@@ -176,7 +176,9 @@ def database_from_env(base_dir: Path, *, pool_size: int) -> dict[str, object]:
             # One psycopg pool per process, shared by requests, short socket queries and turn
             # workers: the process never holds more than pool_size connections, however many
             # turns run (anycompany.dbpool checks it against the server at start-up). A
-            # connection goes back to the pool when Django closes it: no per-use health check.
+            # connection goes back to the pool when Django closes it: no per-use health check;
+            # the backend drops connections the server closed without a round trip.
+            config["ENGINE"] = "anycompany.postgres"
             config["CONN_MAX_AGE"] = 0
             options["pool"] = {
                 "min_size": min(2, pool_size),

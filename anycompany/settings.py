@@ -90,9 +90,11 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------------
 
 
-# Connections one process may hold in a shared pool (0: no pool, persistent connections per
-# thread). Off by default until the pool is measured under the benchmark's load.
-DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 0, minimum=0)
+# PostgreSQL connections one process may hold, in one pool shared by requests, sockets and turn
+# workers (0: no pool, a persistent connection per thread). 1,000 simultaneous turns on 8
+# connections ran as fast as on 20 (bench/README.md, row 4): a turn holds one only while it
+# reads or writes. Ten server tasks of 10 stay well under a small RDS instance's limit.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=0)
 DATABASES = {"default": database_from_env(BASE_DIR, pool_size=DATABASE_POOL_SIZE)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -336,8 +338,11 @@ BEDROCK_CONNECT_TIMEOUT = env_float("BEDROCK_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 BEDROCK_READ_TIMEOUT = env_float("BEDROCK_READ_TIMEOUT", 30.0, minimum=1.0)
 BEDROCK_MAX_ATTEMPTS = env_int("BEDROCK_MAX_ATTEMPTS", 3, minimum=1)
 
-# Turns run on a dedicated executor so a slow model call never blocks another socket.
-CHAT_MAX_CONCURRENT_TURNS = env_int("CHAT_MAX_CONCURRENT_TURNS", 32, minimum=1)
+# Turns run on a dedicated executor so a slow model call never blocks another socket. A turn
+# thread mostly waits on the model and holds no database connection meanwhile, so many are
+# cheap; past ~70 two-second turns a process is bound by its CPU (one core: the GIL), not by
+# this (bench/README.md, row 4). 256 keeps that CPU busy with model calls of up to ~8 s.
+CHAT_MAX_CONCURRENT_TURNS = env_int("CHAT_MAX_CONCURRENT_TURNS", 256, minimum=1)
 # Past this estimate, a model call carries only the latest turns (chat/engine/budget.py).
 CHAT_CONTEXT_BUDGET_TOKENS = env_int("CHAT_CONTEXT_BUDGET_TOKENS", 12000, minimum=0)
 CHAT_MAX_MODEL_CALLS_PER_TURN = env_int("CHAT_MAX_MODEL_CALLS_PER_TURN", 8, minimum=1)

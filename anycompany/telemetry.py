@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from anycompany.dbpool import pool_reset
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -155,11 +157,11 @@ def in_memory_tracing() -> Iterator[InMemorySpanExporter]:
     """Test hook: traces into an in-memory exporter, with the same instrumentation, then off.
 
     Build Django test clients inside the block: the Django instrumentation's middleware is
-    only in ``MIDDLEWARE`` while it lasts. Database connections opened inside stay traced, so
-    they are closed at the end (use it in transactional tests).
+    only in ``MIDDLEWARE`` while it lasts. Only connections opened inside are traced, and they
+    stay traced: the database pool is emptied at the start and at the end (use it in
+    transactional tests).
     """
     global _provider
-    from django.db import connections
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -169,6 +171,7 @@ def in_memory_tracing() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=_resource())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    pool_reset()
     _instrument(provider)
     _provider = provider
     try:
@@ -176,7 +179,7 @@ def in_memory_tracing() -> Iterator[InMemorySpanExporter]:
     finally:
         _provider = None
         _uninstrument()
-        connections.close_all()
+        pool_reset()
         provider.shutdown()
 
 

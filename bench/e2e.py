@@ -104,6 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--customers", type=int, help="customers signed in (10); conversations are spread")
     add("--timeout", type=float, help="seconds before a turn counts as lost (300)")
     add("--turn-workers", type=int, help="CHAT_MAX_CONCURRENT_TURNS (default: the app's)")
+    add("--db-pool", type=int, help="DATABASE_POOL_SIZE (default: the app's; 0: no pool)")
     add("--pg-max-connections", type=int, default=300,
         help="PostgreSQL max_connections (300, as scripts/with-services)")  # fmt: skip
     add("--profile", nargs="?", const="", metavar="FILE", help="profile sequential turns with "
@@ -328,7 +329,11 @@ async def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict
             for key, value in vars(args).items()
             if key not in {"json", "quick", "logs", "rows"}
         }
-        | {"rows": sorted(args.rows), "CHAT_MAX_CONCURRENT_TURNS": args.turn_workers or "default"},
+        | {
+            "rows": sorted(args.rows),
+            "CHAT_MAX_CONCURRENT_TURNS": args.turn_workers or "default",
+            "DATABASE_POOL_SIZE": "default" if args.db_pool is None else args.db_pool,
+        },
         "runs": runs,
         "summary": summarize(runs),
     }

@@ -97,6 +97,8 @@ def server_env(*, database_url: str, redis_url: str, standin_url: str, args: Any
     )
     if args.turn_workers:
         env["CHAT_MAX_CONCURRENT_TURNS"] = str(args.turn_workers)
+    if args.db_pool is not None:
+        env["DATABASE_POOL_SIZE"] = str(args.db_pool)
     return env
 
 

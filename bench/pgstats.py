@@ -101,3 +101,13 @@ def read(connection: psycopg.Connection[Any], dbid: int, *, top: int = 15) -> St
         by_query[text[:160]] += calls
     result.top = [(calls, query) for query, calls in by_query.most_common(top)]
     return result
+
+
+def client_backends(pg: psycopg.Connection[Any], dbid: int) -> int:
+    """Client connections open to the app's database right now."""
+    row = pg.execute(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datid = %s AND backend_type = 'client backend'",
+        (dbid,),
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -18,7 +18,7 @@ from bench import floor, pgstats, profiling
 from bench.client import Browser, ChatSocket, TurnResult
 from bench.floor import Call
 from bench.script import answer_text, question_text, small_talk_answer, small_talk_text
-from bench.stack import Server, StandInProcess, cpu_seconds
+from bench.stack import Server, StandInProcess, cpu_seconds, peak_rss_mb
 
 
 class BenchError(RuntimeError):
@@ -312,12 +312,16 @@ async def simultaneous(
     run.standin.control(
         "POST", "config", {"latency_ms": max(0.0, model_ms - stream_ms), "stream_ms": stream_ms}
     )
+    done = asyncio.Event()
+    peak = asyncio.create_task(_peak_backends(run, done))
     try:
-        started = time.perf_counter()
+        cpu_before, started = cpu_seconds(run.server.pid), time.perf_counter()
         results = await asyncio.gather(*(chat.turn(timeout=run.timeout) for chat in chats))
         finished = [r.started + r.seconds for r in results if r.ok]
         wall = (max(finished) if finished else time.perf_counter()) - started
+        cpu, elapsed = cpu_seconds(run.server.pid) - cpu_before, time.perf_counter() - started
     finally:
+        done.set()
         run.standin.control("POST", "config", {"latency_ms": 0.0, "stream_ms": 0.0})
     await close_chats(chats)
     model = run.model_times()
@@ -333,11 +337,24 @@ async def simultaneous(
         "lost": len(lost),
         "failed": len(failed),
         "problems": sorted({r.problem for r in lost + failed})[:5],
+        "cpu_ms_per_turn": cpu * 1000 / len(results),
+        "server_cores_busy": cpu / elapsed,
+        "peak_db_connections": await peak,
+        "server_peak_rss_mb": peak_rss_mb(run.server.pid),
         "turn_ms": spread([r.seconds * 1000 for r in results if r.ok]),
         "model_ms_per_turn": spread(
             [model[r.token]["model_ms"] for r in results if r.ok and r.token in model]
         ),
     }
+
+
+async def _peak_backends(run: Run, done: asyncio.Event) -> int:
+    """The most connections the app's database had at once, sampled every 0.1 s."""
+    peak = 0
+    while not done.is_set():
+        peak = max(peak, await asyncio.to_thread(pgstats.client_backends, run.pg, run.dbid))
+        await asyncio.sleep(0.1)
+    return peak
 
 
 async def profile(run: Run, *, turns: int, out: Path) -> profiling.Summary:

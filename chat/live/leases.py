@@ -28,6 +28,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.models import Q
 from django.utils import timezone
 
+from chat.live.dbcalls import connection_release
 from chat.models import Turn, TurnState
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,8 @@ def _beat() -> None:
                     return
             try:
                 leases_renew(turn_ids)
+                # Not held while it sleeps: it is one of the turns' pooled connections.
+                connection_release()
             except DatabaseError:
                 logger.warning("Could not renew %d turn lease(s); retrying", len(turn_ids))
                 connection_reset()

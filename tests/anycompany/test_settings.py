@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +28,7 @@ def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in PRODUCTION and not k.startswith(("DB_", "DJANGO_", "SECURE_"))
+        if k not in PRODUCTION and not k.startswith(("DB_", "DATABASE_", "DJANGO_", "SECURE_"))
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -111,6 +112,44 @@ def test_database_urls_for_postgres_and_sqlite() -> None:
         database_from_url("DATABASE_URL", "mysql://db/shop")
     with pytest.raises(ImproperlyConfigured, match="DATABASE_URL needs a database name"):
         database_from_url("DATABASE_URL", "postgres://db:5432/")
+
+
+DATABASE_SETTINGS = (
+    "import json; from django.conf import settings; "
+    "print(json.dumps(settings.DATABASES['default'], default=str))"
+)
+
+
+def test_postgres_gets_a_pool_without_health_check_queries_by_default() -> None:
+    result = run_manage("shell", "-c", DATABASE_SETTINGS, env=PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    database = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert database["ENGINE"] == "anycompany.postgres"
+    assert database["OPTIONS"]["pool"]["max_size"] == 10
+    assert database["CONN_MAX_AGE"] == 0
+    assert not database.get("CONN_HEALTH_CHECKS")
+
+
+def test_a_pool_size_of_zero_keeps_one_persistent_connection_per_thread() -> None:
+    env = {**PRODUCTION, "DATABASE_POOL_SIZE": "0"}
+    result = run_manage("shell", "-c", DATABASE_SETTINGS, env=env)
+    assert result.returncode == 0, result.stderr
+    database = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert "pool" not in database["OPTIONS"]
+    assert database["CONN_HEALTH_CHECKS"] is True
+
+
+def test_sqlite_has_no_pool() -> None:
+    env = {**PRODUCTION, "DATABASE_URL": "sqlite:///db.sqlite3"}
+    result = run_manage("shell", "-c", DATABASE_SETTINGS, env=env)
+    assert result.returncode == 0, result.stderr
+    database = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    assert "pool" not in database["OPTIONS"]
 
 
 def test_manage_py_test_runs_the_pytest_suite() -> None:

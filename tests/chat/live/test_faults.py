@@ -291,7 +291,13 @@ async def test_postgres_restarted_mid_turn_gives_one_try_again_notice_and_the_ne
 ) -> None:
     with throwaway_postgres() as postgres:
         database = postgres.url("postgres")
-        env = {**bedrock_env(standin.url), "DATABASE_URL": database}
+        # A write waits for a pooled connection up to DATABASE_POOL_TIMEOUT, so an outage shorter
+        # than that costs the customer nothing; this one is longer, so the turn's write fails.
+        env = {
+            **bedrock_env(standin.url),
+            "DATABASE_URL": database,
+            "DATABASE_POOL_TIMEOUT": "1",
+        }
         await asyncio.to_thread(manage, env, "migrate", "--no-input")
         output = await asyncio.to_thread(manage, env, "shell", "-c", SIGNED_IN_CUSTOMER)
         made = json.loads(output.strip().splitlines()[-1])
