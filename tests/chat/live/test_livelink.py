@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.cache import caches
 
-from chat.live import limits
+from chat.live import limits, realtime
 from chat.live.conversations import conversation_start
 from chat.live.livelink import PAUSED_TEXT
 from orders.models import Customer
@@ -64,3 +64,24 @@ def test_the_chat_rate_limit_fails_open_while_the_cache_is_down(
     limits.rate_limit_hit(user_id=1)
 
     assert "failing open" in caplog.text
+
+
+async def test_while_the_layer_is_down_the_tab_that_sent_a_message_still_sees_it_stream(
+    redis_down: str, alice: Customer
+) -> None:
+    assert alice.user is not None
+    conversation = await sync_to_async(conversation_start)(user=alice.user)
+    socket = await signed_in_socket(alice.user, conversation.pk)
+    await socket.receive_until(lambda event: event.get("state") == "paused")
+    await socket.send({"type": "resume", "after_seq": 0})
+    frame = {"type": "send", "text": "Hello", "client_message_id": "while-redis-is-down"}
+
+    await socket.send(frame)
+    await socket.receive_until(lambda event: event.get("type") == "submitted", within=60)
+
+    kinds = [event["type"] for event in socket.events]
+    assert "delta" in kinds
+    assert kinds.index("delta") < kinds.index("message", kinds.index("delta"))
+    assert [event["role"] for event in socket.messages()] == ["customer", "assistant"]
+    await socket.close()
+    await realtime.turns_settled()
