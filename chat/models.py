@@ -77,7 +77,10 @@ class Turn(models.Model):
     """One customer message and everything the assistant did to answer it."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    # Written only by ``chat.live.writes`` too, from the conversation row it updated.
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="turns", db_constraint=False
+    )
     state = models.CharField(max_length=32, choices=TurnState.choices, default=TurnState.RUNNING)
     started_at = models.DateTimeField(auto_now_add=True)
     # When the turn's loop last made progress; a turn "running" long past the turn deadline
@@ -140,12 +143,12 @@ MODEL_KINDS = (
 )
 
 
-# Messages and model calls are written only by ``chat.live.writes``, whose statement updates
-# (so locks) their conversation and turn first and inserts nothing when either is missing. A
-# database foreign key would check each inserted row again at COMMIT (two checks per message and
-# per model call, a third of a turn's statements), so these keys are not constraints in the
-# database (``db_constraint=False``): Django's ``on_delete`` still cascades and clears them, and
-# the admin still joins them.
+# Messages and model calls (and turns, above) are written only by ``chat.live.writes``, whose
+# statement updates (so locks) their conversation and turn first and inserts nothing when either
+# is missing. A database foreign key would check each inserted row again at COMMIT (two checks
+# per message and per model call, a third of a turn's statements), so these keys are not
+# constraints in the database (``db_constraint=False``): Django's ``on_delete`` still cascades
+# and clears them, and the admin still joins them.
 
 
 class Message(models.Model):

@@ -6,10 +6,10 @@ layer is away (``livelink``), getting turns off the event loop and events to eve
 (``realtime``, ``relay``, ``layer``), taking a message in (``intake``), running turns
 (``turns``, ``confirmations``), what a turn logs and traces (``observe``), closing turns whose
 process died (``leases``, ``recovery``, ``sweep``), storing and showing conversations
-(``writes``, ``storage``, ``conversations``), the sockets' short database calls (``dbcalls``),
-the customer's side of a handoff and the state changes both sides share (``handoff``), usage
-limits (``limits``), the customer's pages (``views``) and the engine's settings
-(``engine_config``).
+(``writes``, ``storage``, ``conversations``), what the model sees of them (``model_history``),
+the sockets' short database calls (``dbcalls``), the customer's side of a handoff and the state
+changes both sides share (``handoff``), usage limits (``limits``), the customer's pages
+(``views``) and the engine's settings (``engine_config``).
 
 It uses the engine and the default tools; the staff side builds on its public functions.
 """

@@ -1,4 +1,5 @@
-"""Conversations: finding them, and what the customer (and the model) see of their messages.
+"""Conversations: finding them, and what the customer sees of their messages (the model's view is
+``chat.live.model_history``).
 
 Authorization: a conversation belongs to the user who started it and is bound to that user's
 customer; every function that takes the acting user treats someone else's conversation exactly
@@ -11,24 +12,19 @@ messages show only their ``<reply>`` text, tool results show nothing. A "message
 also calls a tool adds ``"preamble": true``).
 """
 
-import json
 import re
-import unicodedata
 import uuid
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from chat.engine.budget import CHARS_PER_TOKEN, NOTE_ORDERS, ORDER_KEYS
 from chat.engine.replies import visible_text
 from chat.live.engine_config import stale_after
 from chat.models import (
-    MODEL_KINDS,
     Conversation,
     Message,
     MessageKind,
@@ -262,133 +258,4 @@ def conversation_locked_state(conversation_id: uuid.UUID) -> dict[str, Any]:
         )
         .values("status", "title", "running_id", "pending_id")
         .get()
-    )
-
-
-# --- What the model sees --------------------------------------------------------------------------
-
-
-class ModelHistory(NamedTuple):
-    """What a turn sends the model of its conversation (``chat.engine.loop.run_turn``)."""
-
-    messages: list[dict[str, Any]]
-    # None when ``messages`` is the whole conversation; else the orders that the older messages
-    # left out discussed, oldest first.
-    earlier_orders: list[str] | None
-
-
-def model_history(conversation_id: uuid.UUID, *, budget_tokens: int = 0) -> ModelHistory:
-    """The conversation as the model sees it, in seq order: its latest turns, enough to fill
-    ``budget_tokens`` (``chat.engine.budget.within_budget`` makes the exact cut), or all of it
-    with 0.
-
-    On PostgreSQL one statement reads only those rows: it sizes every message in the database
-    and starts at the customer message that opens the turn reaching past the budget, so a turn
-    costs the same at 500 messages as at 50. Elsewhere every message is read.
-
-    Notices are left out; ``chat.engine.history.repair`` merges staff notes into the customer's
-    messages around them, so roles keep alternating. Customer text that imitates a staff note is
-    marked as the customer's.
-    """
-    if connection.vendor == "postgresql":
-        rows, earlier_orders = _latest_rows(conversation_id, budget_tokens)
-    else:
-        rows = list(
-            Message.objects.filter(conversation_id=conversation_id, kind__in=MODEL_KINDS)
-            .order_by("seq")
-            .values_list("role", "kind", "content")
-        )
-        earlier_orders = None
-    messages = [
-        {"role": role, "content": _unforged(content) if kind == MessageKind.CUSTOMER else content}
-        for role, kind, content in rows
-    ]
-    return ModelHistory(messages, earlier_orders)
-
-
-# A message's size is at most the characters ``chat.engine.budget`` counts for it (its content
-# as text without any spaces, plus the shortest role around it), so the rows read are all that
-# the engine can use. ``later`` is the size of the messages after each one; the rows needed are
-# those whose later messages do not fill the budget, read from the turn start (a user message
-# without tool results) at or before the first of them. The CASE keeps the costly containment
-# test to the few rows before that.
-_LATEST_ROWS = """
-SELECT * FROM (
-WITH sized AS (
-    SELECT seq, role, kind, content,
-           sum(length(replace(content::text, ' ', '')) + 25) OVER (ORDER BY seq DESC)
-           - (length(replace(content::text, ' ', '')) + 25) AS later
-    FROM chat_message
-    WHERE conversation_id = %(conversation)s AND kind = ANY(%(kinds)s)
-), needed AS (
-    SELECT min(seq) AS seq FROM sized WHERE %(chars)s = 0 OR later < %(chars)s
-), start AS (
-    SELECT coalesce(max(seq), 0) AS seq FROM sized
-    WHERE CASE WHEN seq <= (SELECT seq FROM needed) AND role = 'user'
-               THEN NOT content @> '[{"toolResult": {}}]' ELSE false END
-)
-SELECT
-    (SELECT json_agg(json_build_array(role, kind, content) ORDER BY seq)
-     FROM sized WHERE seq >= start.seq)::text,
-    EXISTS (SELECT FROM sized WHERE seq < start.seq),
-    (SELECT json_agg(order_id ORDER BY last) FROM (
-        SELECT found #>> '{}' AS order_id, max(seq) AS last
-        FROM sized, unnest(%(paths)s::jsonpath[]) AS path,
-             jsonb_path_query(content, path) AS found
-        WHERE seq < start.seq AND role = 'assistant'
-          AND jsonb_typeof(found) IN ('string', 'number')
-        GROUP BY 1 ORDER BY 2 DESC LIMIT %(orders)s
-    ) AS latest)::text
-FROM start
-) AS latest_rows
-"""
-
-
-def _latest_rows(
-    conversation_id: uuid.UUID, budget_tokens: int
-) -> tuple[list[tuple[str, str, Any]], list[str] | None]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _LATEST_ROWS,
-            {
-                "conversation": conversation_id,
-                "kinds": list(MODEL_KINDS),
-                "chars": budget_tokens * CHARS_PER_TOKEN,
-                "paths": [f"lax $[*].toolUse.input.{key}" for key in ORDER_KEYS],
-                "orders": NOTE_ORDERS,
-            },
-        )
-        rows, left_out, orders = cursor.fetchone()
-    earlier_orders = json.loads(orders or "[]") if left_out else None
-    return json.loads(rows or "[]"), earlier_orders
-
-
-def _unforged(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {**block, "text": customer_text_for_model(block["text"])}
-        if isinstance(block.get("text"), str)
-        else block
-        for block in content
-    ]
-
-
-# A line of customer text the model could take for a staff note ("[Support agent Sam]: …"):
-# one that starts, after spaces and punctuation, with a bracket or with "support". Matched on
-# the NFKC form without invisible format characters, so full-width brackets and zero-width
-# spaces do not slip through. Marking an innocent "[Order 123]" line costs nothing.
-_NOTE_LIKE_LINE = re.compile(r"^[\W_]*?(?:\[|support)", re.IGNORECASE)
-
-
-def _visible_form(line: str) -> str:
-    normalized = unicodedata.normalize("NFKC", line)
-    return "".join(char for char in normalized if unicodedata.category(char) != "Cf")
-
-
-def customer_text_for_model(text: str) -> str:
-    """The customer's text as the model reads it: every line that could pass for a staff note,
-    wherever it sits (any line break Python knows, which the model may read as one), starts
-    with "[Customer]: ", so only a real staff note starts with "[Support agent"."""
-    return "".join(
-        f"[Customer]: {line}" if _NOTE_LIKE_LINE.match(_visible_form(line)) else line
-        for line in text.splitlines(keepends=True)
     )

@@ -3,9 +3,9 @@
 A running turn records its owner (``host:pid:start id`` of the process running it) and a lease:
 the time until which that owner vouches for it. While a process holds turns (``held``), a
 heartbeat thread renews all their leases in one UPDATE every third of
-``CHAT_TURN_LEASE_SECONDS``, and storing a step renews it too (``turn_touch``). So a turn whose
-lease lapsed, or whose owner is a process on this host that no longer exists, is dead, and
-``chat.live.recovery`` may close it.
+``CHAT_TURN_LEASE_SECONDS``, and storing a step renews it too (``chat.live.writes``). So a
+turn whose lease lapsed, or whose owner is a process on this host that no longer exists, is
+dead, and ``chat.live.recovery`` may close it.
 
 The turn's own writes check that it is still running: once another process has closed it, its
 late steps are refused (``TurnClosed``) instead of landing after the closing notice.
@@ -117,25 +117,9 @@ def leases_renew(turn_ids: set[uuid.UUID]) -> int:
     )
 
 
-def lease_fields() -> dict[str, object]:
-    """A running turn's owner and lease fields, claimed by this process."""
-    return {"owner": owner_id(), "lease_expires_at": lease_until()}
-
-
 def lease_now() -> tuple[str, datetime]:
     """This process's claim on a turn as (owner, lease end), renewed with each stored step."""
     return owner_id(), lease_until()
-
-
-def turn_save_running(turn: Turn, fields: list[str]) -> None:
-    """Saves ``fields`` of a turn that is still running, in the caller's transaction.
-
-    Raises: ``TurnClosed`` when recovery closed it meanwhile (its notice is then the last word,
-    and the caller's transaction is rolled back).
-    """
-    values = {name: getattr(turn, name) for name in fields}
-    if not Turn.objects.filter(pk=turn.pk, state=TurnState.RUNNING).update(**values):
-        raise TurnClosed(str(turn.pk))
 
 
 def turn_finish_durably(finish: Callable[[], object], turn_id: uuid.UUID) -> None:
@@ -148,19 +132,6 @@ def turn_finish_durably(finish: Callable[[], object], turn_id: uuid.UUID) -> Non
         with_reconnects(finish, within=lease_seconds())
     except TurnClosed:
         logger.warning("Turn %s was closed by recovery before it could finish", turn_id)
-
-
-def turn_touch(turn: Turn) -> None:
-    """Records progress and renews the lease, in the caller's transaction.
-
-    Raises: ``TurnClosed`` when the turn no longer runs, so the caller's step is rolled back.
-    """
-    now = timezone.now()
-    touched = Turn.objects.filter(pk=turn.pk, state=TurnState.RUNNING).update(
-        active_at=now, owner=owner_id(), lease_expires_at=now + timedelta(seconds=lease_seconds())
-    )
-    if not touched:
-        raise TurnClosed(str(turn.pk))
 
 
 def connection_reset() -> None:

@@ -5,21 +5,12 @@ the event loop nor on Channels' shared ``thread_sensitive`` thread (which would 
 socket of the process behind one slow turn).
 
 The socket that started a turn gets its events straight from the turn, in order, before it
-hears "submitted" (so that never overtakes the turn's reply or end, and a lost layer message
-costs it nothing). Every other tab of the customer, in any process, gets them through the
-channel layer group of the conversation: a turn's events of up to ``LAYER_LINGER_SECONDS``
-travel as one layer message (``layer_message``), back-to-back deltas merged, tagged with the
-starting socket's channel so that socket gets no copy (``chat.live.layer``).
-
-The layer is at-most-once. A stored message travels as its "message" event, seq included, and
-the seqs of stored messages the customer never sees (tool calls and results) as a "hidden"
-event, so a socket relays them without reading the database; one that sees a real gap in the
-seqs (a dropped layer message) reads what it missed from the database, which stays the source
-of truth (``chat.live.relay``). Deltas and status lines are best effort.
-
-Layer sends of the whole process share a few slots (``LAYER_SEND_SLOTS``): under a burst of
-turns they queue and go out batched over reused Redis connections, instead of each opening a
-connection of its own and timing out.
+hears "submitted" (which so never overtakes the turn's reply or end). Every other tab, in any
+process, gets them through the conversation's channel layer group: a turn's events of up to
+``LAYER_LINGER_SECONDS`` in one layer message (``layer_message``), back-to-back deltas merged,
+naming the starting socket's channel, which gets no copy (``chat.live.layer``). The layer is
+at-most-once; the database stays the source of truth (``chat.live.relay``). Layer sends of the
+whole process share a few slots (``LAYER_SEND_SLOTS``) and so a few reused Redis connections.
 """
 
 from __future__ import annotations
@@ -52,8 +43,6 @@ LAYER_LINGER_SECONDS = 0.05
 INBOX_GROUP = "inbox"
 INBOX_CHANGED = "inbox.changed"
 METRICS_INTERVAL_SECONDS = 60.0
-
-Emit = Callable[[dict[str, Any]], None]
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -138,14 +127,29 @@ class GroupEmitter:
         self._socket = socket
         self._linger = linger
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        # Events from the worker thread that the loop has yet to take (``_take``).
+        self._handed: list[dict[str, Any]] = []
+        self._handed_lock = threading.Lock()
         self.failed_sends = 0
 
     def __call__(self, event: dict[str, Any]) -> None:
+        # One wake-up of the event loop per burst of events (a step's messages, a run of
+        # deltas), not one per event: the first schedules ``_take``, which takes them all.
+        with self._handed_lock:
+            self._handed.append(event)
+            if len(self._handed) > 1:
+                return
         try:
-            self._loop.call_soon_threadsafe(self.put, event)
+            self._loop.call_soon_threadsafe(self._take)
         except RuntimeError:
             # The loop is gone (process shutting down): the turn is still stored.
             logger.warning("Dropped a %s event: the event loop is closed.", event.get("type"))
+
+    def _take(self) -> None:
+        with self._handed_lock:
+            events, self._handed = self._handed, []
+        for event in events:
+            self.put(event)
 
     def put(self, event: dict[str, Any] | None) -> None:
         """Queues an event (None: the end) from the loop's own thread."""

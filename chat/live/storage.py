@@ -27,8 +27,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.utils import timezone
-
 from anycompany import telemetry
 from chat.engine.types import ModelCallRecord
 from chat.live.conversations import content_text, message_event
@@ -93,16 +91,11 @@ def messages_emit(emit: Emit, messages: list[Message]) -> None:
             safe_emit(emit, event)
 
 
-def turn_touch(turn: Turn) -> None:
-    """Records that the turn made progress (``chat.live.recovery`` looks for turns that stop)."""
-    Turn.objects.filter(pk=turn.pk).update(active_at=timezone.now())
-
-
 class StoringSink:
     """The loop's ``TurnSink``: stores each step in one statement, then tells the tabs.
 
     A model call's usage is written with the step that follows it (the exchange it produced, or
-    the turn's end, ``flush``), so a model call costs no round trip of its own.
+    the turn's end), so a model call costs no round trip of its own.
     """
 
     def __init__(self, *, conversation_id: uuid.UUID, turn: Turn, emit: Emit) -> None:

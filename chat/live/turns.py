@@ -30,7 +30,6 @@ from chat.live.conversations import (
     User,
     acting_customer,
     confirm_event,
-    model_history,
     resolved_event,
 )
 from chat.live.dbcalls import connection_release
@@ -39,6 +38,7 @@ from chat.live.handoff import HELD_ERROR, HELD_STATUSES, assistant_request_perso
 from chat.live.intake import BUSY_TEXT, admission_read, turn_start
 from chat.live.leases import TurnClosed, held, turn_finish_durably
 from chat.live.limits import BudgetExhausted, budget_spent, refusal_event
+from chat.live.model_history import model_history
 from chat.live.observe import ObservedSink, ObservedTools, turn_scope
 from chat.live.recovery import conversation_recover, turn_dead, unanswered_turn
 from chat.live.storage import (

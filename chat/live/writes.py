@@ -57,7 +57,7 @@ class Step:
     model_calls: list[tuple[ModelCallRecord, str]] = field(default_factory=list)
     # Sets the conversation's title if it has none yet.
     title: str | None = None
-    # The turn's owner and lease (``chat.live.leases.lease_fields``), renewed with each write.
+    # The turn's owner and lease (``chat.live.leases.lease_now``), renewed with each write.
     lease: tuple[str, datetime] | None = None
     # Whether the turn must still be running (a step of the turn's own, not a decision that
     # resumes it): if recovery closed it meanwhile, nothing is written (``TurnClosed``).

@@ -26,7 +26,8 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 
 from chat.engine.history import violations
-from chat.live.conversations import conversation_start, model_history
+from chat.live.conversations import conversation_start
+from chat.live.model_history import model_history
 from chat.models import Message, MessageKind
 from orders.models import Customer
 from tests.chat.bedrock_standin import (

@@ -1,12 +1,14 @@
 """What a turn reads of a long conversation: its latest turns, whole, and the orders before them."""
 
+import json
+from itertools import pairwise
 from typing import Any
 
 import pytest
 
 from chat.engine.budget import earlier_note, estimated_tokens, within_budget
 from chat.engine.history import repair, violations
-from chat.live.conversations import model_history
+from chat.live.model_history import model_history
 from chat.live.storage import NewMessage, messages_append
 from chat.models import MessageKind, MessageRole
 from orders.models import Customer
@@ -61,18 +63,45 @@ def sent(history: list[dict[str, Any]], budget: int, orders: list[str] | None) -
     return within_budget(repair(history), budget, orders)
 
 
-def test_the_latest_turns_are_read_and_sent_as_the_whole_history_would_be(alice: Customer) -> None:
+def test_the_latest_turns_are_read_and_sent_as_the_end_of_the_whole_history(
+    alice: Customer,
+) -> None:
     conversation = make_conversation(alice)
     messages_append(conversation.pk, None, [m for n in range(100) for m in tool_turn(n)])
     messages_append(conversation.pk, None, [NEW_QUESTION])
-    whole = model_history(conversation.pk).messages
+    whole = repair(model_history(conversation.pk).messages)
 
     for budget in (40, 300, 1000, 4000):
         tail = model_history(conversation.pk, budget_tokens=budget)
+        to_send = sent(tail.messages, budget, tail.earlier_orders)
 
         assert tail.earlier_orders is not None
         assert len(tail.messages) < len(whole)
-        assert sent(tail.messages, budget, tail.earlier_orders) == sent(whole, budget, None)
+        assert to_send[1:] == whole[len(whole) - len(to_send) + 1 :]
+        assert violations(to_send) == []
+        if len(to_send) > 5:  # more than the last turn
+            assert estimated_tokens(to_send) <= budget
+
+
+def test_the_history_sent_keeps_its_beginning_while_the_conversation_grows(
+    alice: Customer,
+) -> None:
+    """So the prompt cache's copy of the history stays valid: the cut moves in big steps."""
+    conversation = make_conversation(alice)
+    messages_append(conversation.pk, None, [m for n in range(60) for m in tool_turn(n)])
+    firsts = []
+    for n in range(60, 100):
+        messages_append(conversation.pk, None, [*tool_turn(n)[:1]])
+        tail = model_history(conversation.pk, budget_tokens=1000)
+        to_send = sent(tail.messages, 1000, tail.earlier_orders)
+        assert estimated_tokens(to_send) <= 1000
+        firsts.append(json.dumps(to_send[0]))
+        messages_append(conversation.pk, None, [*tool_turn(n)[1:]])
+
+    # 40 turns, each about a seventh of the budget: the beginning changed once every three
+    # or four turns, not with each one.
+    changes = sum(1 for before, after in pairwise(firsts) if before != after)
+    assert 1 <= changes <= len(firsts) // 3
 
 
 def test_a_conversation_within_the_budget_is_read_whole(alice: Customer) -> None:

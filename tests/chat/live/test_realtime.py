@@ -225,3 +225,34 @@ async def test_a_turns_events_share_one_layer_message_while_its_socket_gets_each
     merged = {"type": "delta", "turn": "t", "text": "Hello"}
     assert page.frames == [message(1), merged, message(2), ENDED]
     assert await layer_events(layer, other_tab) == page.frames
+
+
+async def test_events_from_the_turns_thread_reach_its_socket_in_order_and_whole() -> None:
+    layer = InMemoryChannelLayer()
+    page = Page(sent_seq=0)
+    done: list[Any] = []
+
+    def job(*, emit: Any) -> bool:
+        for seq in range(1, 101):
+            emit(message(seq))
+            emit({"type": "delta", "turn": "t", "text": f"{seq},"})
+        emit(ENDED)
+        return True
+
+    async def on_done(result: Any) -> None:
+        done.append(page.frames[-1])
+
+    try:
+        await asyncio.wait_for(
+            start_turn(job, layer=layer, group="conversation.x", socket=page, on_done=on_done),
+            timeout=30,
+        )
+    finally:
+        turn_executor_shutdown()
+
+    assert [event["seq"] for event in page.frames if event["type"] == "message"] == list(
+        range(1, 101)
+    )
+    deltas = "".join(event["text"] for event in page.frames if event["type"] == "delta")
+    assert deltas == "".join(f"{seq}," for seq in range(1, 101))
+    assert done == [ENDED]

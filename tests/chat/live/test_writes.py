@@ -1,5 +1,5 @@
-"""A turn's writes keep the data whole without database foreign keys on messages and calls, and
-a message checked without a lock still starts at most one turn."""
+"""A turn's writes keep the data whole without database foreign keys on turns, messages and
+model calls, and a message checked without a lock still starts at most one turn."""
 
 import uuid
 from typing import Any
@@ -44,8 +44,18 @@ def hello_step(conversation_id: uuid.UUID, turn_id: uuid.UUID | None) -> Step:
 def test_a_step_for_a_missing_conversation_stores_nothing() -> None:
     with pytest.raises(ConversationUnavailable):
         step_write(Step(conversation_id=uuid.uuid4(), messages=[HELLO]))
+    with pytest.raises(ConversationUnavailable):
+        step_write(
+            Step(
+                conversation_id=uuid.uuid4(),
+                messages=[HELLO],
+                turn_id=uuid.uuid4(),
+                new_turn_client_id="m1",
+            )
+        )
 
     assert not Message.objects.exists()
+    assert not Turn.objects.exists()
 
 
 def test_a_step_of_a_missing_turn_stores_nothing(alice: Customer) -> None:
@@ -81,6 +91,7 @@ def test_deleting_a_conversation_deletes_its_messages_and_model_calls(alice: Cus
 
     conversation.delete()
 
+    assert not Turn.objects.filter(conversation_id=conversation.pk).exists()
     assert not Message.objects.filter(conversation_id=conversation.pk).exists()
     assert not ModelCall.objects.filter(conversation_id=conversation.pk).exists()
     assert Message.objects.filter(conversation=other).count() == 2

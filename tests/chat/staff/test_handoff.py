@@ -11,8 +11,9 @@ from django.db import connection
 
 from chat.engine.demo.model import DemoModel
 from chat.engine.history import repair, violations
-from chat.live.conversations import ConversationNotFound, events_since, model_history
+from chat.live.conversations import ConversationNotFound, events_since
 from chat.live.handoff import REQUESTED_NOTICE, HandoffRefused, handoff_request
+from chat.live.model_history import model_history
 from chat.live.turns import turn_submit
 from chat.models import (
     Conversation,
