@@ -229,6 +229,24 @@ class ModelCall(models.Model):
         return f"{self.model_id} ({self.stop_reason or self.error or 'no stop reason'})"
 
 
+class DailyUsage(models.Model):
+    """A customer's model tokens on one day (the server's local date), added as each call's usage
+    is stored (``chat.live.writes``), so the daily budget reads one row instead of summing the
+    customer's calls."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    tokens = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "day"], name="daily_usage_one_row_a_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} on {self.day}: {self.tokens} tokens"
+
+
 class PendingActionState(models.TextChoices):
     PENDING = "pending"
     APPROVED = "approved"

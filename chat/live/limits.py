@@ -1,7 +1,8 @@
 """Limits on how much one customer can ask of the model.
 
 The rate limit counts in Django's cache (Redis in production, so every process shares one
-count); the daily budget sums the tokens the model reported for the customer's calls today.
+count); the daily budget counts the tokens the model reported for the customer's calls today
+(``chat.models.DailyUsage``, added to as each call is stored).
 
 While the cache is unavailable the rate limit fails open: messages are not counted, and a
 warning is logged. Locking every customer out of the chat for a Redis outage would be worse than
@@ -16,11 +17,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from chat.models import ModelCall
+from chat.models import DailyUsage
 
 logger = logging.getLogger(__name__)
 
@@ -139,24 +140,17 @@ def refusal_event(refused: LimitExceeded) -> dict[str, Any]:
     }
 
 
+def _today(customer_id: str | OuterRef) -> QuerySet[DailyUsage]:
+    return DailyUsage.objects.filter(customer_id=customer_id, day=timezone.localdate())
+
+
 def tokens_today(customer_id: OuterRef) -> Subquery:
     """The customer's model tokens today, as a subquery of the caller's one read."""
-    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    calls = ModelCall.objects.filter(conversation__customer_id=customer_id, created_at__gte=start)
-    return Subquery(
-        calls.order_by()
-        .values("conversation__customer_id")
-        .annotate(total=Sum(F("input_tokens") + F("output_tokens")))
-        .values("total")
-    )
+    return Subquery(_today(customer_id).values("tokens")[:1])
 
 
 def tokens_used_today(*, customer_id: str) -> int:
-    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    total = ModelCall.objects.filter(
-        conversation__customer_id=customer_id, created_at__gte=start
-    ).aggregate(total=Sum(F("input_tokens") + F("output_tokens")))["total"]
-    return int(total or 0)
+    return _today(customer_id).values_list("tokens", flat=True).first() or 0
 
 
 def budget_spent(tokens_used: int | None) -> bool:

@@ -28,7 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from chat.engine.types import ModelCallRecord
-from chat.models import Conversation, Message, ModelCall, Turn, TurnState
+from chat.models import Conversation, DailyUsage, Message, ModelCall, Turn, TurnState
 
 _ENDED = (TurnState.COMPLETED, TurnState.FAILED, TurnState.INTERRUPTED)
 
@@ -79,11 +79,15 @@ class ConversationUnavailable(Conversation.DoesNotExist):
 def step_write(step: Step) -> list[Message]:
     """Writes ``step`` atomically and returns the stored messages (with ids and seqs).
 
-    Raises: ``IntegrityError`` when the new turn's client message id was already used, or
-    another turn of the conversation is running; ``TurnNotRunning`` when the step updates a turn
-    that must be running and is not; ``ConversationUnavailable`` when the conversation is gone
-    or in a refused status. Nothing is written then.
+    Raises: ``ValueError`` for model calls without a turn; ``IntegrityError`` when the new
+    turn's client message id was already used, or another turn of the conversation is running;
+    ``TurnNotRunning`` when the step updates a turn that must be running and is not;
+    ``ConversationUnavailable`` when the conversation is gone or in a refused status. Nothing is
+    written then.
     """
+    if step.model_calls and step.turn_id is None:
+        # The turn's update is what proves the conversation exists (no database key does).
+        raise ValueError("Model calls are stored with the turn that made them.")
     now = timezone.now()
     if connection.vendor == "postgresql":
         rows = _write_postgresql(step, now)
@@ -134,6 +138,10 @@ def _usage_row(step: Step, call: tuple[ModelCallRecord, str], now: datetime) -> 
     ]
 
 
+def _tokens(step: Step) -> int:
+    return sum(max(0, r.input_tokens) + max(0, r.output_tokens) for r, _ in step.model_calls)
+
+
 _USAGE_COLUMNS = (
     "conversation_id, turn_id, model_id, stop_reason, input_tokens, output_tokens, "
     "cache_read_tokens, cache_write_tokens, latency_ms, error, trace_id, created_at"
@@ -170,6 +178,14 @@ _USAGE_SQL = (
     "SELECT %s, %s, item.*, %s::timestamptz FROM unnest(%s::text[], %s::text[], %s::int[], "
     "%s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::text[]) AS item "
     "WHERE EXISTS (SELECT 1 FROM turn))"
+)
+# The customer's tokens today (``chat.models.DailyUsage``), with the calls that used them.
+_DAILY_SQL = (
+    "daily AS (INSERT INTO chat_dailyusage (customer_id, day, tokens) "
+    "SELECT customer_id, %s, %s FROM chat_conversation "
+    "WHERE id = %s AND EXISTS (SELECT 1 FROM turn) "
+    "ON CONFLICT (customer_id, day) "
+    "DO UPDATE SET tokens = chat_dailyusage.tokens + EXCLUDED.tokens)"
 )
 _MESSAGES_SQL = (
     "stored AS (INSERT INTO chat_message (conversation_id, turn_id, seq, role, kind, content, "
@@ -218,6 +234,8 @@ def _write_postgresql(step: Step, now: datetime) -> list[tuple[int, int]]:
         rows = [_usage_row(step, call, now) for call in step.model_calls]
         params += [step.conversation_id, step.turn_id, now]
         params += [[row[column] for row in rows] for column in range(2, 11)]
+        ctes.append(_DAILY_SQL)
+        params += [timezone.localdate(now), _tokens(step), step.conversation_id]
     if count:
         ctes.append(_MESSAGES_SQL)
         params += [step.conversation_id, step.turn_id, now]
@@ -255,7 +273,7 @@ def _write_orm(step: Step, now: datetime) -> list[tuple[int, int]]:
                 raise TurnNotRunning(str(step.turn_id))
         conversation = (
             Conversation.objects.select_for_update()
-            .only("pk", "last_seq", "title", "status")
+            .only("pk", "last_seq", "title", "status", "customer_id")
             .filter(pk=step.conversation_id)
             .first()
         )
@@ -274,6 +292,11 @@ def _write_orm(step: Step, now: datetime) -> list[tuple[int, int]]:
                 owner=owner,
                 lease_expires_at=lease_expires_at,
             )
+        if step.model_calls:
+            usage, _ = DailyUsage.objects.get_or_create(
+                customer_id=conversation.customer_id, day=timezone.localdate(now)
+            )
+            DailyUsage.objects.filter(pk=usage.pk).update(tokens=F("tokens") + _tokens(step))
         ModelCall.objects.bulk_create(
             ModelCall(
                 **dict(zip(_USAGE_COLUMNS.split(", "), _usage_row(step, call, now), strict=True))

@@ -11,8 +11,10 @@ from typing import Any
 from django.contrib.auth.models import User
 
 from chat.engine.client import ModelClient
+from chat.engine.types import ModelCallRecord
 from chat.live.turns import turn_submit
-from chat.models import Conversation, Message
+from chat.live.writes import Step, step_write
+from chat.models import Conversation, Message, Turn, TurnState
 from orders.models import Customer, Order, OrderEvent
 from tests.chat.scripted import ScriptedModel
 
@@ -83,3 +85,19 @@ def submit(
     )
     assert accepted, "the message was not accepted"
     return events
+
+
+def spend_tokens(customer_id: str, tokens: int) -> None:
+    """Stores a model call of ``tokens`` input tokens in a finished turn of a new conversation
+    of the customer, as a turn stores its calls (``chat.live.writes``)."""
+    conversation = make_conversation(Customer.objects.get(pk=customer_id))
+    turn = Turn.objects.create(conversation=conversation, state=TurnState.COMPLETED)
+    call = ModelCallRecord("demo", "end_turn", tokens, 0, 0, 0, 1, "")
+    step_write(
+        Step(
+            conversation_id=conversation.pk,
+            turn_id=turn.pk,
+            model_calls=[(call, "")],
+            while_running=False,
+        )
+    )

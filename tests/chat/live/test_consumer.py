@@ -18,8 +18,9 @@ from django.contrib.auth.models import User
 from chat.live import realtime
 from chat.live.conversations import conversation_start, events_since, message_event
 from chat.live.storage import messages_append, notice
-from chat.models import Conversation, Message, ModelCall, Turn
+from chat.models import Conversation, Message, Turn
 from orders.models import Customer, Order, OrderEvent, OrderStatus
+from tests.chat.factories import spend_tokens
 from tests.chat.sockets import (
     Socket,
     conversation_path,
@@ -379,9 +380,7 @@ async def test_it_refuses_a_turn_once_todays_token_budget_is_spent(
     conversation: Conversation, alice_user: User, settings: Any
 ) -> None:
     settings.CHAT_DAILY_TOKEN_BUDGET = 1000
-    await ModelCall.objects.acreate(
-        conversation=conversation, model_id="demo", input_tokens=900, output_tokens=100
-    )
+    await sync_to_async(spend_tokens)(conversation.customer_id, 1000)
     socket = await signed_in_socket(alice_user, conversation.pk)
 
     await socket.send(send_frame("Hello"))
@@ -399,9 +398,7 @@ async def test_another_customers_spending_does_not_count(
 ) -> None:
     settings.CHAT_DAILY_TOKEN_BUDGET = 1000
     bobs = await sync_to_async(conversation_start)(user=bob_user)
-    await ModelCall.objects.acreate(
-        conversation=bobs, model_id="demo", input_tokens=5000, output_tokens=100
-    )
+    await sync_to_async(spend_tokens)(bobs.customer_id, 5100)
     socket = await signed_in_socket(alice_user, conversation.pk)
 
     await take_turn(socket, "Hello")

@@ -6,15 +6,18 @@ from typing import Any
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from chat.engine.types import ModelCallRecord
 from chat.live.intake import BUSY_TEXT, Admission, Started, admission_read, turn_start
+from chat.live.limits import tokens_used_today
 from chat.live.storage import NewMessage
 from chat.live.turns import tools_for, turn_submit
 from chat.live.writes import ConversationUnavailable, Step, TurnNotRunning, step_write
 from chat.models import (
     Conversation,
     ConversationStatus,
+    DailyUsage,
     Message,
     MessageKind,
     MessageRole,
@@ -23,13 +26,15 @@ from chat.models import (
     TurnState,
 )
 from orders.models import Customer
-from tests.chat.factories import Recorder, make_conversation, submit, user_of
-from tests.chat.scripted import ScriptedModel, text_response
+from tests.chat.factories import Recorder, make_conversation, spend_tokens, submit, user_of
+from tests.chat.scripted import ScriptedModel, response, text_response, tool_call
+from tests.conftest import make_order
 
 pytestmark = pytest.mark.django_db
 
 HELLO = NewMessage(MessageRole.USER, MessageKind.CUSTOMER, [{"text": "Hello"}])
 CALL = ModelCallRecord("demo", "end_turn", 10, 5, 0, 0, 3, "")
+LOOKUP = tool_call("t-1", "get_order_by_id", {"order_id": "40001"})
 
 
 def hello_step(conversation_id: uuid.UUID, turn_id: uuid.UUID | None) -> Step:
@@ -68,6 +73,15 @@ def test_a_step_of_a_missing_turn_stores_nothing(alice: Customer) -> None:
     assert not ModelCall.objects.exists()
     conversation.refresh_from_db()
     assert conversation.last_seq == 0
+
+
+def test_model_calls_without_their_turn_are_refused(alice: Customer) -> None:
+    conversation = make_conversation(alice)
+
+    with pytest.raises(ValueError, match="turn"):
+        step_write(hello_step(conversation.pk, None))
+
+    assert not ModelCall.objects.exists()
 
 
 def test_a_step_of_another_conversations_turn_stores_nothing(
@@ -185,18 +199,43 @@ def test_a_person_taking_the_conversation_since_the_read_gets_the_message_alone(
     assert not Turn.objects.exists()
 
 
-def spent_today(conversation: Conversation, settings: Any) -> None:
+def spent_today(customer: Customer, settings: Any) -> None:
     settings.CHAT_DAILY_TOKEN_BUDGET = 1000
-    ModelCall.objects.create(
-        conversation=conversation, model_id="demo", input_tokens=900, output_tokens=100
+    spend_tokens(customer.pk, 1000)
+
+
+def test_a_turn_counts_its_calls_tokens_for_the_customers_day(
+    alice: Customer, bob: Customer
+) -> None:
+    conversation = make_conversation(alice)
+    usage = {"inputTokens": 120, "outputTokens": 30, "totalTokens": 150}
+    model = ScriptedModel(
+        response(
+            [tool_call("t-1", "get_order_by_id", {"order_id": "40001"})], "tool_use", usage=usage
+        ),
+        text_response("<reply>It ships Monday.</reply>", usage=usage),
     )
+    make_order("40001", alice)
+
+    submit(conversation, alice, "Where is order 40001?", model=model)
+    submit(
+        make_conversation(alice),
+        alice,
+        "Hi",
+        model=ScriptedModel(text_response("<reply>Hi</reply>", usage=usage)),
+    )
+    spend_tokens(bob.pk, 7)
+
+    assert tokens_used_today(customer_id=alice.pk) == 3 * 150
+    assert tokens_used_today(customer_id=bob.pk) == 7
+    assert DailyUsage.objects.get(customer=alice).day == timezone.localdate()
 
 
 def test_a_spent_budget_refuses_the_message_before_anything_is_stored(
     alice: Customer, settings: Any
 ) -> None:
     conversation = make_conversation(alice)
-    spent_today(make_conversation(alice), settings)
+    spent_today(alice, settings)
     events = Recorder()
 
     accepted = turn_submit(
@@ -212,14 +251,14 @@ def test_a_spent_budget_refuses_the_message_before_anything_is_stored(
     [refused] = events.of_type("error")
     assert (refused["code"], refused["retryable"]) == ("daily_budget_exhausted", False)
     assert not Message.objects.exists()
-    assert not Turn.objects.exists()
+    assert not Turn.objects.filter(conversation=conversation).exists()
 
 
 def test_a_spent_budget_still_lets_the_customer_write_to_a_person(
     alice: Customer, settings: Any
 ) -> None:
     conversation = make_conversation(alice)
-    spent_today(conversation, settings)
+    spent_today(alice, settings)
     Conversation.objects.filter(pk=conversation.pk).update(status=ConversationStatus.WITH_AGENT)
     events = Recorder()
 
@@ -234,4 +273,4 @@ def test_a_spent_budget_still_lets_the_customer_write_to_a_person(
 
     assert accepted is True
     assert events.texts() == ["Are you there?"]
-    assert not Turn.objects.exists()
+    assert not Turn.objects.filter(conversation=conversation).exists()
