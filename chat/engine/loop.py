@@ -241,9 +241,15 @@ class _Turn:
             last = messages[-1]
             messages = [*messages[:-1], {**last, "content": [*last["content"], _CACHE_POINT]}]
         request: dict[str, Any] = {"modelId": config.model_id, "messages": messages}
-        if config.system_prompt.strip():
-            system: list[dict[str, Any]] = [{"text": config.system_prompt}]
-            request["system"] = [*system, _CACHE_POINT] if caching else system
+        texts = [t for t in (config.system_prompt, config.customer_context) if t.strip()]
+        if texts and caching:
+            request["system"] = [
+                {"text": texts[0]},
+                _CACHE_POINT,
+                *({"text": t} for t in texts[1:]),
+            ]
+        elif texts:
+            request["system"] = [{"text": "\n\n".join(texts)}]
         tool_specs = list(self.tools.specs) or _stand_in_specs(messages)
         if tool_specs:
             if caching:

@@ -3,7 +3,7 @@
 The rules that hold whatever tools exist are written here; the list of tools is generated from
 the registry the turn offers (each tool's name, description and notes), so the prompt never
 names a tool the model cannot call. The customer comes in as plain facts (name and id), not as a
-database row.
+database row, after the instructions (``chat.engine.types.TurnConfig.customer_context``).
 """
 
 from collections.abc import Iterable
@@ -47,14 +47,11 @@ def instructions(*, tools: Iterable[Tool]) -> str:
     return "\n\n".join([INTRODUCTION, tool_list(tools), ANSWER_FORMAT])
 
 
-def system_prompt(*, tools: Iterable[Tool], customer_name: str, customer_id: str) -> str:
-    """The system prompt for a conversation with one signed-in customer: ``instructions``, then
-    who the customer is.
+def customer_facts(*, customer_name: str, customer_id: str) -> str:
+    """Who the customer is: the part of the system prompt that differs per conversation.
 
     The customer's own name and id let the model use their id without asking for details the
-    app already knows.
+    app already knows. It comes after ``instructions`` (and their cache point), so the
+    instructions and tools are cached once for every customer.
     """
-    return (
-        f"{instructions(tools=tools)}\n\n"
-        f"The signed-in customer is {customer_name} (customer id {customer_id})."
-    )
+    return f"The signed-in customer is {customer_name} (customer id {customer_id})."

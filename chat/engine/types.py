@@ -57,6 +57,9 @@ class TurnConfig:
     max_model_calls: int
     deadline_seconds: float
     prompt_caching: bool = False
+    # System text that differs per conversation, sent after ``system_prompt`` and its cache
+    # point, so the shared part is cached once for all conversations.
+    customer_context: str = ""
     guardrail: tuple[str, str] | None = None  # (identifier, version)
     # The history sent is cut to its latest turns past this estimate (0: always whole).
     context_budget_tokens: int = 0

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from chat.engine.client import ModelClient
-from chat.engine.prompt import system_prompt
+from chat.engine.prompt import customer_facts, instructions
 from chat.engine.registry import ToolRegistry
 from chat.engine.types import TurnConfig
 from orders.models import Customer
@@ -33,9 +33,8 @@ def turn_config(*, customer: Customer, tools: ToolRegistry) -> TurnConfig:
         guardrail = (settings.BEDROCK_GUARDRAIL_ID, settings.BEDROCK_GUARDRAIL_VERSION)
     return TurnConfig(
         model_id=settings.BEDROCK_MODEL_ID if bedrock else "demo",
-        system_prompt=system_prompt(
-            tools=tools, customer_name=customer.name, customer_id=customer.id
-        ),
+        system_prompt=instructions(tools=tools),
+        customer_context=customer_facts(customer_name=customer.name, customer_id=customer.id),
         inference_config={
             "temperature": settings.BEDROCK_TEMPERATURE,
             "maxTokens": settings.BEDROCK_MAX_TOKENS,

@@ -683,6 +683,22 @@ def sent_texts_count(request: dict[str, Any], needle: str) -> int:
     return json.dumps(request).count(needle)
 
 
+def test_the_customer_context_comes_after_the_cached_instructions() -> None:
+    model = ScriptedModel(text_response("<reply>ok</reply>"), text_response("<reply>ok</reply>"))
+    facts = "The signed-in customer is Alice (customer id 012345)."
+
+    turn(model, prompt_caching=True, customer_context=facts)
+    turn(model, customer_context=facts)
+
+    cached, uncached = (request["system"] for request in model.requests)
+    assert cached == [
+        {"text": "You are a support assistant."},
+        {"cachePoint": {"type": "default"}},
+        {"text": facts},
+    ]
+    assert uncached == [{"text": "You are a support assistant.\n\n" + facts}]
+
+
 def test_it_places_no_cache_points_when_prompt_caching_is_off() -> None:
     model = ScriptedModel(text_response("<reply>ok</reply>"))
     turn(model)

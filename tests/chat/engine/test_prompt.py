@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from chat.engine.prompt import system_prompt
+from chat.engine.prompt import customer_facts, instructions
 from chat.engine.registry import Tool, ToolContext, ToolRegistry
 from chat.engine.types import ToolOutcome
 from chat.tools import registry
@@ -19,28 +19,31 @@ class Weather(Tool):
 
 
 def test_it_lists_exactly_the_tools_it_is_given() -> None:
-    prompt = system_prompt(
-        tools=ToolRegistry([Weather()]), customer_name="Alice Liddell", customer_id="012345"
-    )
+    prompt = instructions(tools=ToolRegistry([Weather()]))
 
     assert (
         "- get_weather: Today's weather at the customer's address. Only mention it when asked."
         in prompt
     )
     assert "cancel_order" not in prompt
-    assert prompt.endswith("The signed-in customer is Alice Liddell (customer id 012345).")
     assert "<reply></reply>" in prompt
 
 
+def test_the_customer_comes_in_as_plain_facts() -> None:
+    facts = customer_facts(customer_name="Alice Liddell", customer_id="012345")
+
+    assert facts == "The signed-in customer is Alice Liddell (customer id 012345)."
+
+
 def test_without_tools_it_says_so() -> None:
-    prompt = system_prompt(tools=ToolRegistry(), customer_name="Bob", customer_id="054321")
+    prompt = instructions(tools=ToolRegistry())
 
     assert "You have no tools" in prompt
     assert "Your tools:" not in prompt
 
 
 def test_the_default_prompt_names_every_default_tool_with_its_notes() -> None:
-    prompt = system_prompt(tools=registry, customer_name="Alice", customer_id="012345")
+    prompt = instructions(tools=registry)
 
     listed = [line.split(":")[0][2:] for line in prompt.splitlines() if line.startswith("- ")]
     assert listed == registry.names()

@@ -117,7 +117,9 @@ def test_a_default_turn_sends_cache_points_that_botocore_accepts(
     assert events.of_type("turn")[-1]["outcome"] == "answered"
     assert len(standin.received) == 2
     for request in (received.json() for received in standin.received):
-        assert request["system"][-1] == CACHE_POINT
+        # The instructions are cached for every customer; who the customer is comes after.
+        assert request["system"][1] == CACHE_POINT
+        assert request["system"][2]["text"].startswith("The signed-in customer is")
         assert request["toolConfig"]["tools"][-1] == CACHE_POINT
         assert request["messages"][-1]["content"][-1] == CACHE_POINT
         assert "cachePoint" not in str(request["messages"][:-1])
