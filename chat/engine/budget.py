@@ -91,9 +91,11 @@ def within_budget(
     starts += [index for index in _turn_starts(messages) if index > 0]
     if not starts:
         return messages
-    # Room for the longest note any cut could need, so the cut is found in one pass.
+    # Room for the longest note any cut could need, so the cut is found in one pass: the note's
+    # block as serialised, its separating comma, and one token for the rounding down of sizes.
     named = sorted({*(earlier_orders or ()), *_orders_discussed(messages)}, key=len)
-    reserve = len(_note(named[-NOTE_ORDERS:])) // CHARS_PER_TOKEN + 1
+    block = json.dumps({"text": _note(named[-NOTE_ORDERS:])}, separators=(",", ":"))
+    reserve = (len(block) + 1) // CHARS_PER_TOKEN + 1
     sizes = [_tokens(message) for message in messages]
     remaining = sum(sizes)
     cut = starts[-1]

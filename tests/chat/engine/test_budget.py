@@ -113,6 +113,21 @@ def test_orders_left_out_before_and_dropped_here_are_named_once_oldest_first() -
     assert estimated_tokens(sent) <= budget
 
 
+def test_the_note_fits_in_what_the_cut_reserved_for_it() -> None:
+    # Found by the property below: the note's block and its JSON framing are larger than the
+    # note's text alone, and a cut that reserved only the text went one token over.
+    tail = [
+        {"role": "user", "content": [{"text": "(no message)"}]},
+        {"role": "assistant", "content": [{"text": "my order is 14826"}, {"text": "0"}]},
+        {"role": "user", "content": [{"text": "And now?"}]},
+    ]
+
+    sent = within_budget(tail, 60, earlier_orders=[])
+
+    assert estimated_tokens(sent) <= 60
+    assert sent[-1]["content"][-1] == {"text": "And now?"}
+
+
 # Property: wherever the stored tail starts and whatever the budget, what is sent is valid.
 
 
