@@ -1,26 +1,43 @@
 """Deleting old conversations, as the retention setting says.
 
 A conversation goes with everything stored about it (messages, turns, model calls, pending
-actions, feedback). Orders and their audit trail stay: an ``OrderEvent`` keeps the plain id of
+actions, feedback). The customers' daily token counts of the same days go too: the budget only
+ever reads today's. Orders and their audit trail stay: an ``OrderEvent`` keeps the plain id of
 the conversation it came through, which then simply points at nothing.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from chat.models import Conversation, Feedback, Message, ModelCall, PendingAction, Turn
+from chat.models import (
+    Conversation,
+    DailyUsage,
+    Feedback,
+    Message,
+    ModelCall,
+    PendingAction,
+    Turn,
+)
 
 BATCH = 200
 
 
+def _cutoff(older_than_days: int) -> datetime:
+    return timezone.now() - timedelta(days=older_than_days)
+
+
 def conversations_expired(*, older_than_days: int) -> QuerySet[Conversation]:
     """Conversations whose last activity is more than ``older_than_days`` days ago."""
-    cutoff = timezone.now() - timedelta(days=older_than_days)
-    return Conversation.objects.filter(updated_at__lt=cutoff)
+    return Conversation.objects.filter(updated_at__lt=_cutoff(older_than_days))
+
+
+def usage_expired(*, older_than_days: int) -> QuerySet[DailyUsage]:
+    """The daily token counts of days more than ``older_than_days`` days ago."""
+    return DailyUsage.objects.filter(day__lt=timezone.localdate(_cutoff(older_than_days)))
 
 
 def _counts(ids: Any) -> dict[str, int]:
@@ -45,13 +62,15 @@ def conversations_purge(*, older_than_days: int, dry_run: bool = False) -> dict[
     if older_than_days <= 0:
         raise ValueError("older_than_days must be at least 1.")
     expired = conversations_expired(older_than_days=older_than_days)
+    usage = usage_expired(older_than_days=older_than_days)
     if dry_run:
-        return _counts(expired.values("pk"))
+        return _counts(expired.values("pk")) | {"daily usage counts": usage.count()}
     totals = dict.fromkeys(_counts([]), 0)
     while True:
         ids = list(expired.order_by("pk").values_list("pk", flat=True)[:BATCH])
         if not ids:
-            return totals
+            deleted, _ = usage.delete()
+            return totals | {"daily usage counts": deleted}
         with transaction.atomic():
             for name, count in _counts(ids).items():
                 totals[name] += count

@@ -11,7 +11,8 @@ from chat.staff.retention import conversations_purge
 class Command(BaseCommand):
     help = (
         "Deletes conversations whose last activity is older than CONVERSATION_RETENTION_DAYS "
-        "(or --days), with their messages, turns, model calls, pending actions and feedback. "
+        "(or --days), with their messages, turns, model calls, pending actions and feedback, "
+        "and the customers' daily token counts of those days. "
         "Orders and order events are never touched. 0 days keeps everything."
     )
 

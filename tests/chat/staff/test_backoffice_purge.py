@@ -5,8 +5,17 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
-from chat.models import Conversation, Feedback, Message, ModelCall, PendingAction, Turn
+from chat.models import (
+    Conversation,
+    DailyUsage,
+    Feedback,
+    Message,
+    ModelCall,
+    PendingAction,
+    Turn,
+)
 from orders.models import Customer, Order, OrderEvent
 from tests.chat.backoffice_data import DataSet, build, move_back
 
@@ -27,6 +36,9 @@ def data(alice: Customer, bob: Customer) -> DataSet:
         summary="Cancel order 37129 (2 × Sunglasses)?",
         state="approved",
     )
+    today = timezone.localdate()
+    for days_ago in (400, 40, 0):
+        DailyUsage.objects.create(customer=alice, day=today - timedelta(days=days_ago), tokens=9)
     return built
 
 
@@ -39,7 +51,7 @@ def purge(*args: str) -> str:
 def counts() -> tuple[int, ...]:
     return tuple(
         model.objects.count()
-        for model in (Conversation, Message, Turn, ModelCall, PendingAction, Feedback)
+        for model in (Conversation, Message, Turn, ModelCall, PendingAction, Feedback, DailyUsage)
     )
 
 
@@ -50,7 +62,7 @@ def test_a_dry_run_counts_and_deletes_nothing(data: DataSet) -> None:
 
     assert output == (
         "Would delete (last activity over 365 days ago): 1 conversations, 4 messages, 1 turns, "
-        "2 model calls, 1 pending actions, 1 feedback.\n"
+        "2 model calls, 1 pending actions, 1 feedback, 1 daily usage counts.\n"
     )
     assert counts() == before
 
@@ -70,6 +82,8 @@ def test_it_deletes_what_is_older_than_the_retention_setting(
     assert not ModelCall.objects.filter(conversation_id__in=[data.a.pk, data.c.pk]).exists()
     assert (PendingAction.objects.count(), Feedback.objects.count()) == (0, 1)
     assert Turn.objects.count() == 1  # b's
+    # Token counts of days past the retention go; today's, which the budget reads, stays.
+    assert list(DailyUsage.objects.values_list("day", flat=True)) == [timezone.localdate()]
     # Orders and their audit trail are untouched; a's cancellation still names its conversation.
     assert list(Order.objects.values_list("id", "status").order_by("id")) == orders_before
     assert list(OrderEvent.objects.values_list("pk", "conversation_id").order_by("pk")) == (
