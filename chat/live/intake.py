@@ -14,6 +14,7 @@ lock as before (``_start_locked``).
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -32,6 +33,7 @@ from chat.live.storage import Emit, NewMessage, StoringSink, messages_append, sa
 from chat.live.writes import ConversationUnavailable, Step, step_write
 from chat.models import (
     Conversation,
+    DailyUsage,
     Message,
     MessageKind,
     MessageRole,
@@ -77,7 +79,82 @@ def admission_read(*, conversation: Conversation, user: User, client_message_id:
     """
     if user.pk is None:
         raise ConversationNotFound
-    key = conversation.pk
+    read = _admission_row_sql if connection.vendor == "postgresql" else _admission_row_orm
+    row = read(conversation.pk, conversation.customer_id, user.pk, client_message_id)
+    if row is None or row["conversation_status"] is None:
+        raise ConversationNotFound
+    turn = None
+    if row["running_id"] is not None:
+        turn = Turn(
+            conversation_id=conversation.pk,
+            **{name: row[f"running_{name}"] for name in _RUNNING_FIELDS},
+        )
+    return Admission(
+        customer=Customer(**{name: row[name] for name in _CUSTOMER_FIELDS}),
+        status=row["conversation_status"],
+        title=row["conversation_title"],
+        running=turn,
+        pending=bool(row["pending"]),
+        accepted=bool(row["turn_accepted"] or row["message_accepted"]),
+        tokens_today=int(row["tokens_today"] or 0) if settings.CHAT_DAILY_TOKEN_BUDGET else None,
+    )
+
+
+@cache
+def _admission_sql() -> str:
+    # Written out because it runs for every message: built by the ORM, compiling its ten
+    # subqueries cost more CPU than PostgreSQL spends running the statement.
+    customer = Customer._meta
+    columns = ", ".join(f'c."{f.column}" AS "{f.attname}"' for f in customer.concrete_fields)
+    return f"""
+        SELECT {columns},
+            conv.status AS conversation_status, conv.title AS conversation_title,
+            EXISTS (SELECT 1 FROM {PendingAction._meta.db_table} p
+                    WHERE p.conversation_id = conv.id AND p.state = %(pending)s) AS pending,
+            EXISTS (SELECT 1 FROM {Turn._meta.db_table} t
+                    WHERE t.conversation_id = conv.id AND t.client_message_id = %(client)s)
+                AS turn_accepted,
+            EXISTS (SELECT 1 FROM {Message._meta.db_table} m
+                    WHERE m.conversation_id = conv.id AND m.client_message_id = %(client)s)
+                AS message_accepted,
+            r.id AS running_id, r.owner AS running_owner,
+            r.lease_expires_at AS running_lease_expires_at, r.active_at AS running_active_at,
+            (SELECT u.tokens FROM {DailyUsage._meta.db_table} u
+             WHERE u.customer_id = c.id AND u.day = %(day)s) AS tokens_today
+        FROM {Conversation._meta.db_table} conv
+        JOIN {customer.db_table} c ON c.id = conv.customer_id AND c.user_id = %(user)s
+        LEFT JOIN LATERAL (
+            SELECT id, owner, lease_expires_at, active_at FROM {Turn._meta.db_table}
+            WHERE conversation_id = conv.id AND state = %(running)s LIMIT 1
+        ) r ON true
+        WHERE conv.id = %(conversation)s AND conv.customer_id = %(customer)s
+    """  # noqa: S608 - names come from the models' metadata; every value is a parameter
+
+
+def _admission_row_sql(
+    key: uuid.UUID, customer_id: str, user_id: Any, client_message_id: str
+) -> dict[str, Any] | None:
+    params = {
+        "pending": PendingActionState.PENDING,
+        "client": client_message_id,
+        "day": timezone.localdate(),
+        "user": user_id,
+        "running": TurnState.RUNNING,
+        "conversation": key,
+        "customer": customer_id,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_admission_sql(), params)
+        found = cursor.fetchone()
+        if found is None:
+            return None
+        return dict(zip([column.name for column in cursor.description], found, strict=True))
+
+
+def _admission_row_orm(
+    key: uuid.UUID, customer_id: str, user_id: Any, client_message_id: str
+) -> dict[str, Any] | None:
+    # The same read for other databases (SQLite in development), built by the ORM.
     running = Turn.objects.filter(conversation_id=key, state=TurnState.RUNNING)
     found = Conversation.objects.filter(pk=key)
     extra: dict[str, Any] = {
@@ -92,30 +169,16 @@ def admission_read(*, conversation: Conversation, user: User, client_message_id:
         "message_accepted": Exists(
             Message.objects.filter(conversation_id=key, client_message_id=client_message_id)
         ),
+        "tokens_today": tokens_today(OuterRef("pk")),
     }
     extra |= {f"running_{name}": Subquery(running.values(name)[:1]) for name in _RUNNING_FIELDS}
-    if settings.CHAT_DAILY_TOKEN_BUDGET:
-        extra["tokens_today"] = tokens_today(OuterRef("pk"))
-    row = (
-        Customer.objects.filter(pk=conversation.customer_id, user_id=user.pk)
+    row: dict[str, Any] | None = (
+        Customer.objects.filter(pk=customer_id, user_id=user_id)
         .order_by()
         .values(*_CUSTOMER_FIELDS, **extra)
         .first()
     )
-    if row is None or row["conversation_status"] is None:
-        raise ConversationNotFound
-    turn = None
-    if row["running_id"] is not None:
-        turn = Turn(conversation_id=key, **{n: row[f"running_{n}"] for n in _RUNNING_FIELDS})
-    return Admission(
-        customer=Customer(**{name: row[name] for name in _CUSTOMER_FIELDS}),
-        status=row["conversation_status"],
-        title=row["conversation_title"],
-        running=turn,
-        pending=row["pending"],
-        accepted=row["turn_accepted"] or row["message_accepted"],
-        tokens_today=int(row.get("tokens_today") or 0) if "tokens_today" in extra else None,
-    )
+    return row
 
 
 @dataclass

@@ -5,11 +5,19 @@ import uuid
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chat.engine.types import ModelCallRecord
-from chat.live.intake import BUSY_TEXT, Admission, Started, admission_read, turn_start
+from chat.live.intake import (
+    BUSY_TEXT,
+    Admission,
+    Started,
+    _admission_row_orm,
+    _admission_row_sql,
+    admission_read,
+    turn_start,
+)
 from chat.live.limits import tokens_used_today
 from chat.live.storage import NewMessage
 from chat.live.turns import tools_for, turn_submit
@@ -274,3 +282,39 @@ def test_a_spent_budget_still_lets_the_customer_write_to_a_person(
     assert accepted is True
     assert events.texts() == ["Are you there?"]
     assert not Turn.objects.filter(conversation=conversation).exists()
+
+
+def test_the_written_out_first_read_says_what_the_orm_built_one_says(
+    alice: Customer, bob: Customer
+) -> None:
+    # PostgreSQL runs the written-out read; other databases (SQLite in development) the ORM's.
+    if connection.vendor != "postgresql":
+        pytest.skip("the written-out read is PostgreSQL's")
+    quiet, busy = make_conversation(alice), make_conversation(alice)
+    submit(busy, alice, "Hello", model=ScriptedModel(text_response("<reply>Hi</reply>")))
+    Turn.objects.create(conversation=busy, client_message_id="running", active_at=timezone.now())
+    spend_tokens(alice.pk, 70)
+    cases = [
+        (quiet, alice, "m1"),  # nothing running, nothing accepted
+        (busy, alice, "running"),  # a running turn, and its client id taken
+        (busy, alice, "m9"),
+        (busy, bob, "m1"),  # not bob's: no row
+    ]
+    Conversation.objects.filter(pk=quiet.pk).update(title="Where is my lamp?")
+
+    for conversation, customer, client_id in cases:
+        args = (conversation.pk, conversation.customer_id, user_of(customer).pk, client_id)
+        assert _admission_row_sql(*args) == _admission_row_orm(*args)
+    rows = [_admission_row_sql(c.pk, c.customer_id, user_of(u).pk, m) for c, u, m in cases]
+    # The cases differ where they should, so equal answers are not equal by accident.
+    assert rows[3] is None
+    quiet_row, running_row, other_row = rows[0], rows[1], rows[2]
+    assert quiet_row is not None
+    assert running_row is not None
+    assert other_row is not None
+    assert (quiet_row["running_id"], quiet_row["turn_accepted"]) == (None, False)
+    assert quiet_row["conversation_title"] == "Where is my lamp?"
+    assert running_row["running_id"] is not None
+    assert running_row["turn_accepted"]
+    assert not other_row["turn_accepted"]
+    assert quiet_row["tokens_today"] == tokens_used_today(customer_id=alice.pk) >= 70
