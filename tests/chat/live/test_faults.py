@@ -287,22 +287,73 @@ def stored_customer_texts(database_url: str) -> list[str]:
     return [block["text"] for (content,) in rows for block in content if "text" in block]
 
 
+async def signed_in_customer(env: dict[str, str]) -> tuple[str, str]:
+    """Migrates the throwaway database and signs a customer in: (conversation path, cookie)."""
+    await asyncio.to_thread(manage, env, "migrate", "--no-input")
+    output = await asyncio.to_thread(manage, env, "shell", "-c", SIGNED_IN_CUSTOMER)
+    made = json.loads(output.strip().splitlines()[-1])
+    return conversation_path(made["conversation"]), made["cookie"]
+
+
+async def restart_while_the_model_answers(
+    postgres: Any, standin: BedrockStandIn, socket: RawWebSocket, frame: Event
+) -> None:
+    """Sends ``frame``; once its answer streams, stops PostgreSQL, lets the model finish its
+    answer while the database is away, and starts the database again 2 s later."""
+    await socket.send({"type": "resume", "after_seq": 0})
+    await socket.send(frame)
+    await socket.receive_until(lambda event: event.get("type") == "delta", within=30)
+    await asyncio.to_thread(postgres.stop)
+    standin.release()
+    await asyncio.sleep(2)
+    await asyncio.to_thread(postgres.start)
+
+
+async def test_postgres_restarted_mid_turn_within_the_pools_wait_costs_the_customer_nothing(
+    standin: BedrockStandIn,
+) -> None:
+    with throwaway_postgres() as postgres:
+        database = postgres.url("postgres")
+        # The default DATABASE_POOL_TIMEOUT (10 s) outlasts this outage: the turn's write waits
+        # for a connection to the restarted database instead of failing.
+        env = {**bedrock_env(standin.url), "DATABASE_URL": database}
+        path, cookie = await signed_in_customer(env)
+        standin.script(
+            stream_reply(text_stream_frames("<reply>Hello ", "there.</reply>"), pause_at=2)
+        )
+        first = send_frame("Hello")
+
+        with app_process(env) as app:
+            socket = await RawWebSocket.connect(app.port, path, cookie=cookie)
+            await restart_while_the_model_answers(postgres, standin, socket, first)
+
+            reply = await socket.receive_until(is_reply, within=RESTART_BOUND_SECONDS)
+            await socket.receive_until(is_submitted(first["client_message_id"]), within=30)
+            await socket.close()
+
+        assert reply["text"] == "Hello there."
+        assert not [event for event in socket.events if event.get("role") == "notice"]
+        with psycopg.connect(database) as db:
+            stored = db.execute("SELECT role, kind FROM chat_message ORDER BY seq").fetchall()
+            states = db.execute("SELECT state, outcome FROM chat_turn").fetchall()
+        assert stored == [("user", "customer"), ("assistant", "assistant")]
+        assert states == [("completed", "answered")]
+
+
 async def test_postgres_restarted_mid_turn_gives_one_try_again_notice_and_the_next_message_works(
     standin: BedrockStandIn,
 ) -> None:
     with throwaway_postgres() as postgres:
         database = postgres.url("postgres")
         # A write waits for a pooled connection up to DATABASE_POOL_TIMEOUT, so an outage shorter
-        # than that costs the customer nothing; this one is longer, so the turn's write fails.
+        # than that costs the customer nothing (the test above); this one is longer than the
+        # wait, so the turn's write fails.
         env = {
             **bedrock_env(standin.url),
             "DATABASE_URL": database,
             "DATABASE_POOL_TIMEOUT": "1",
         }
-        await asyncio.to_thread(manage, env, "migrate", "--no-input")
-        output = await asyncio.to_thread(manage, env, "shell", "-c", SIGNED_IN_CUSTOMER)
-        made = json.loads(output.strip().splitlines()[-1])
-        path = conversation_path(made["conversation"])
+        path, cookie = await signed_in_customer(env)
         standin.script(
             # The answer stops after its first words while the database restarts.
             stream_reply(text_stream_frames("<reply>Hello ", "there.</reply>"), pause_at=2),
@@ -311,15 +362,8 @@ async def test_postgres_restarted_mid_turn_gives_one_try_again_notice_and_the_ne
         first, second = send_frame("Hello"), send_frame("Are you there?")
 
         with app_process(env) as app:
-            socket = await RawWebSocket.connect(app.port, path, cookie=made["cookie"])
-            await socket.send({"type": "resume", "after_seq": 0})
-            await socket.send(first)
-            await socket.receive_until(lambda event: event.get("type") == "delta", within=30)
-
-            await asyncio.to_thread(postgres.stop)
-            standin.release()  # the model answers while the database is away
-            await asyncio.sleep(2)
-            await asyncio.to_thread(postgres.start)
+            socket = await RawWebSocket.connect(app.port, path, cookie=cookie)
+            await restart_while_the_model_answers(postgres, standin, socket, first)
 
             # One clear notice, and the turn ends: the conversation is not left "running".
             notice = await socket.receive_until(
