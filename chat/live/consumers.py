@@ -219,7 +219,7 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
         try:
             await short_query(hit)(user_id=self.scope["user"].pk)
         except limits.LimitExceeded as refused:
-            await self.send_json(refused_event(refused))
+            await self.send_json(limits.refusal_event(refused))
             return False
         return True
 
@@ -230,7 +230,7 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
             partial(self.limits_refusal, budget=budget)
         )
         if refused is not None:
-            await self.send_json(refused_event(refused))
+            await self.send_json(limits.refusal_event(refused))
         return allowed and refused is None
 
     def limits_refusal(self, *, budget: bool) -> limits.LimitExceeded | None:
@@ -337,15 +337,6 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
             # Which staff account holds the conversation is none of the customer's business.
             return {key: value for key, value in event.items() if key != "agent_id"}
         return event
-
-
-def refused_event(refused: limits.LimitExceeded) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "code": refused.code,
-        "text": refused.message,
-        "retryable": refused.retryable,
-    }
 
 
 async def connect_allowed(user: Any) -> bool:

@@ -45,6 +45,7 @@ from chat.models import (
 from orders.models import Customer
 
 BUSY_TEXT = "Please wait until the assistant has finished its reply, then send your message again."
+BUSY_ERROR = {"type": "error", "text": BUSY_TEXT, "retryable": True}
 TITLE_CHARS = 80
 
 _CUSTOMER_FIELDS = [f.attname for f in Customer._meta.concrete_fields]
@@ -248,7 +249,7 @@ def turn_start(
             conversation_id=conversation_id, state=TurnState.RUNNING
         ).exists():
             raise
-        safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
+        safe_emit(emit, BUSY_ERROR)
         return None
 
 
@@ -269,7 +270,7 @@ def _start_locked(
             # A person has the conversation: they read the message, the model stays silent.
             return Started(None, messages_append(conversation_id, None, [message]))
         if state["running_id"] is not None:
-            safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
+            safe_emit(emit, BUSY_ERROR)
             return None
         resend = accepted_before(conversation_id, client_message_id)
         if resend and not resend_claim(conversation_id, client_message_id):

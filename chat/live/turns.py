@@ -35,7 +35,7 @@ from chat.live.conversations import (
 from chat.live.dbcalls import connection_release
 from chat.live.engine_config import model_client, turn_config
 from chat.live.handoff import HELD_ERROR, HELD_STATUSES, assistant_request_person
-from chat.live.intake import BUSY_TEXT, admission_read, turn_start
+from chat.live.intake import BUSY_ERROR, admission_read, turn_start
 from chat.live.leases import TurnClosed, held, turn_finish_durably
 from chat.live.limits import BudgetExhausted, budget_spent, refusal_event
 from chat.live.model_history import model_history
@@ -150,7 +150,7 @@ def turn_submit(
             safe_emit(emit, refusal_event(BudgetExhausted()))
             return False
         if admission.running is not None:
-            safe_emit(emit, {"type": "error", "text": BUSY_TEXT, "retryable": True})
+            safe_emit(emit, BUSY_ERROR)
             return False
     customer = admission.customer
     tools = tools_for(conversation_id=conversation.pk, customer=customer, emit=emit)

@@ -171,11 +171,11 @@ _CONVERSATION_SQL = (
     "WHERE id = %s AND NOT (status = ANY(%s)) AND EXISTS (SELECT 1 FROM turn) "
     "RETURNING last_seq - %s AS base)"
 )
+# The same columns as the ORM path's, in the order of ``_usage_row``.
 _USAGE_SQL = (
-    "usage AS (INSERT INTO chat_modelcall (conversation_id, turn_id, model_id, stop_reason, "
-    "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, error, "
-    "trace_id, created_at) "
-    "SELECT %s, %s, item.*, %s::timestamptz FROM unnest(%s::text[], %s::text[], %s::int[], "
+    "usage AS (INSERT INTO chat_modelcall ("  # noqa: S608 - constant fragments only
+    + _USAGE_COLUMNS
+    + ") SELECT %s, %s, item.*, %s::timestamptz FROM unnest(%s::text[], %s::text[], %s::int[], "
     "%s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::text[]) AS item "
     "WHERE EXISTS (SELECT 1 FROM turn))"
 )
@@ -246,7 +246,6 @@ def _write_postgresql(step: Step, now: datetime) -> list[tuple[int, int]]:
             [m.client_message_id for m in step.messages],
             [m.author_id for m in step.messages],
         ]
-    if count:
         result = _RESULT_SQL
     else:
         result = _RESULT_NO_MESSAGES_SQL if updates_conversation else _RESULT_NO_CONVERSATION_SQL

@@ -22,8 +22,9 @@ from chat.live.conversations import (
     conversation_start,
     events_since,
 )
+from chat.live.intake import BUSY_TEXT
 from chat.live.recovery import INTERRUPTED_NOTICE, stale_after, turns_recover_interrupted
-from chat.live.turns import BUSY_TEXT, action_decide, turn_submit
+from chat.live.turns import action_decide, turn_submit
 from chat.models import (
     Conversation,
     Message,
