@@ -15,7 +15,10 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 EVENT_STREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
 
@@ -274,3 +277,22 @@ class BedrockStandIn:
                 pass
 
         return Handler
+
+
+def offline_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *also_unset: str) -> None:
+    """Dummy credentials, no metadata probing, nothing from this machine's AWS config (and
+    ``also_unset`` unset too)."""
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_REGION",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        *also_unset,
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing-credentials"))

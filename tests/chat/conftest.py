@@ -1,4 +1,5 @@
-"""Fixtures shared by the chat's socket tests: a demo-model chat with its limits out of the way."""
+"""Fixtures shared by the chat's tests: a demo-model chat with its limits out of the way for the
+socket tests, and the real boto3 client against the local Bedrock stand-in."""
 
 import copy
 import uuid
@@ -10,8 +11,10 @@ from django.contrib.auth.models import User
 
 from chat.live import realtime
 from chat.live.conversations import conversation_start
+from chat.live.engine_config import bedrock_client_reset
 from chat.models import Conversation
 from orders.models import Customer
+from tests.chat.bedrock_standin import BedrockStandIn, offline_aws
 
 
 @pytest.fixture
@@ -61,3 +64,17 @@ def bob_user(bob: Customer) -> User:
 @pytest.fixture
 def conversation(alice_user: User) -> Conversation:
     return conversation_start(user=alice_user)
+
+
+@pytest.fixture
+def bedrock_standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[BedrockStandIn]:
+    """The app's real boto3 client (made afresh) against the local Bedrock stand-in, with dummy
+    credentials."""
+    offline_aws(monkeypatch, tmp_path)
+    server = BedrockStandIn()
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
+    bedrock_client_reset()
+    yield server
+    bedrock_client_reset()
+    server.stop()

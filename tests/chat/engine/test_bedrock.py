@@ -26,6 +26,7 @@ from tests.chat.bedrock_standin import (
     error_reply,
     event_frame,
     exception_frame,
+    offline_aws,
     stall_reply,
     stream_reply,
     text_stream_frames,
@@ -180,23 +181,14 @@ def full_request(model_id: str = MODEL_ID) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Dummy credentials, no metadata probing, nothing from this machine's AWS config."""
-    for name in (
-        "AWS_PROFILE",
-        "AWS_DEFAULT_REGION",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
+    offline_aws(
+        monkeypatch,
+        tmp_path,
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
         "AWS_MAX_ATTEMPTS",
         "AWS_RETRY_MODE",
         "AWS_DEFAULTS_MODE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing-credentials"))
+    )
     bedrock_client_reset()
     yield
     bedrock_client_reset()

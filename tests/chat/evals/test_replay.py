@@ -1,7 +1,6 @@
 """Recorded runs replay offline, and a changed request stops the replay, naming what changed."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +8,6 @@ import pytest
 from pytest_django import Settings
 
 from chat.evals.engine import shipped_prompt
-from chat.live.engine_config import bedrock_client_reset
 from tests.chat.bedrock_standin import BedrockStandIn, event_frame, stream_reply
 from tests.chat.evals.helpers import SHIPPED_SUITE, evaluate, write_case
 
@@ -99,22 +97,8 @@ def test_a_copy_of_the_shipped_prompt_replays_as_the_shipped_one(
 
 
 @pytest.fixture
-def standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[BedrockStandIn]:
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing-credentials"))
-    server = BedrockStandIn()
-    server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
-    bedrock_client_reset()
-    yield server
-    bedrock_client_reset()
-    server.stop()
+def standin(bedrock_standin: BedrockStandIn) -> BedrockStandIn:
+    return bedrock_standin
 
 
 def _usage() -> bytes:

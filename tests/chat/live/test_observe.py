@@ -21,7 +21,6 @@ from anycompany.logformat import JsonFormatter, LogContextFilter
 from chat.engine.client import ModelBusy
 from chat.live import realtime
 from chat.live.conversations import conversation_start
-from chat.live.engine_config import bedrock_client_reset
 from chat.live.turns import action_decide, turn_submit
 from chat.models import Conversation, ModelCall, PendingAction, Turn
 from orders.models import Customer
@@ -146,26 +145,9 @@ def test_a_one_tool_turn_is_a_turn_span_with_two_model_spans_and_a_tool_span(
 
 
 @pytest.fixture
-def standin(
-    monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Any
-) -> Iterator[BedrockStandIn]:
-    """The real boto3 client against the local Bedrock stand-in, with dummy credentials."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing-credentials"))
+def standin(bedrock_standin: BedrockStandIn, settings: Any) -> BedrockStandIn:
     settings.CHAT_MODEL = "bedrock"
-    server = BedrockStandIn()
-    server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
-    bedrock_client_reset()
-    yield server
-    bedrock_client_reset()
-    server.stop()
+    return bedrock_standin
 
 
 def test_a_bedrock_call_is_one_gen_ai_span_not_two(

@@ -1,12 +1,11 @@
 """Prompt caching is on by default for the Claude models that take Converse cache points."""
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from chat.engine.bedrock import caches_prompts
-from chat.live.engine_config import bedrock_client_reset, turn_config
+from chat.live.engine_config import turn_config
 from chat.models import Conversation
 from chat.tools import registry
 from orders.models import Customer
@@ -77,25 +76,10 @@ def test_the_setting_decides_and_auto_follows_the_model(
 
 
 @pytest.fixture
-def standin(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Any) -> Iterator[Any]:
-    """The real boto3 client against the local Bedrock stand-in, with dummy credentials."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing-credentials"))
+def standin(bedrock_standin: BedrockStandIn, settings: Any) -> BedrockStandIn:
     settings.CHAT_MODEL = "bedrock"
     settings.BEDROCK_PROMPT_CACHING = None  # the default, "auto"
-    server = BedrockStandIn()
-    server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
-    bedrock_client_reset()
-    yield server
-    bedrock_client_reset()
-    server.stop()
+    return bedrock_standin
 
 
 @pytest.mark.django_db(transaction=True)
