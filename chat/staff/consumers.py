@@ -31,7 +31,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from chat.live import realtime
-from chat.live.access import SessionBound, SessionCheck
+from chat.live.access import SessionBound
+from chat.live.sessions import SessionCheck
 from chat.live.consumers import (
     CLOSE_FORBIDDEN,
     CLOSE_TOO_MANY,
