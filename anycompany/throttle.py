@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import RedisError
 
 
@@ -49,6 +50,32 @@ class Hit:
         return self.count == self.limit.count + 1
 
 
+def counted(key: str, *, timeout: int) -> int:
+    """Adds one to the count kept in the cache under ``key``; the new count. The key lasts
+    ``timeout`` seconds after its latest count (a fixed window's key names its window).
+
+    Raises: ``RedisError`` while Redis cannot be reached.
+    """
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        # One round trip, where the cache's add() and incr() take three (SET NX, EXISTS, INCRBY).
+        # Django gives no other handle on the cache's Redis client than ``_cache``.
+        name = backend.make_and_validate_key(key)
+        pipe = backend._cache.get_client(name, write=True).pipeline(transaction=True)
+        pipe.incr(name)
+        pipe.expire(name, timeout)
+        count, _ = pipe.execute()
+        return int(count)
+    # add() is a no-op when the key exists, so concurrent first attempts share one counter.
+    backend.add(key, 0, timeout=timeout)
+    try:
+        return int(backend.incr(key))
+    except ValueError:
+        # Evicted between add() and incr().
+        backend.set(key, 1, timeout=timeout)
+        return 1
+
+
 def _cache_key(limit: Limit, subject: str, window_start: int) -> str:
     # Hashed: subjects may be emails or addresses, which need not sit in Redis as they are.
     digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
@@ -66,14 +93,7 @@ def hit(limit: Limit, subject: str, *, now: float | None = None) -> Hit:
     window_start = int(now // limit.window) * limit.window
     key = _cache_key(limit, subject, window_start)
     try:
-        # add() is a no-op when the key exists, so concurrent first attempts share one counter.
-        cache.add(key, 0, timeout=limit.window * 2)
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            # Evicted between add() and incr().
-            cache.set(key, 1, timeout=limit.window * 2)
-            count = 1
+        count = counted(key, timeout=limit.window * 2)
     except RedisError as error:
         raise CounterUnavailable(str(error)) from error
     retry_after = max(math.ceil(window_start + limit.window - now), 1)
