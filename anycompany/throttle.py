@@ -10,7 +10,9 @@ import hashlib
 import ipaddress
 import math
 import time
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache, caches
@@ -50,6 +52,10 @@ class Hit:
         return self.count == self.limit.count + 1
 
 
+_COUNT = "local n = redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1], ARGV[1]) return n"
+_count_scripts: weakref.WeakKeyDictionary[RedisCache, Any] = weakref.WeakKeyDictionary()
+
+
 def counted(key: str, *, timeout: int) -> int:
     """Adds one to the count kept in the cache under ``key``; the new count. The key lasts
     ``timeout`` seconds after its latest count (a fixed window's key names its window).
@@ -59,13 +65,13 @@ def counted(key: str, *, timeout: int) -> int:
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         # One round trip, where the cache's add() and incr() take three (SET NX, EXISTS, INCRBY).
-        # Django gives no other handle on the cache's Redis client than ``_cache``.
-        name = backend.make_and_validate_key(key)
-        pipe = backend._cache.get_client(name, write=True).pipeline(transaction=True)
-        pipe.incr(name)
-        pipe.expire(name, timeout)
-        count, _ = pipe.execute()
-        return int(count)
+        script = _count_scripts.get(backend)
+        if script is None:
+            # Django gives no other handle on the cache's Redis client than ``_cache``; its
+            # get_client() builds a new client object each time, so one is kept per cache.
+            client = backend._cache.get_client(write=True)
+            script = _count_scripts[backend] = client.register_script(_COUNT)
+        return int(script(keys=[backend.make_and_validate_key(key)], args=[timeout]))
     # add() is a no-op when the key exists, so concurrent first attempts share one counter.
     backend.add(key, 0, timeout=timeout)
     try:
