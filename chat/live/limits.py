@@ -20,7 +20,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from anycompany.throttle import counted
+from anycompany.counters import counted
 from chat.models import DailyUsage
 
 logger = logging.getLogger(__name__)
