@@ -7,6 +7,7 @@ memory without REDIS_URL, Redis with it).
 import asyncio
 import io
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -612,4 +613,27 @@ async def test_a_tool_turns_events_reach_its_tab_whole_and_in_order_in_fewer_fra
     # Events sent together came in one frame.
     assert socket.frames < len(socket.events)
     assert await socket.nothing_more()
+    await socket.close()
+
+
+# --- Channels' shared thread ----------------------------------------------------------------------
+
+
+async def test_frames_are_answered_while_channels_shared_sync_thread_is_busy(
+    conversation: Conversation, alice_user: User
+) -> None:
+    socket = await signed_in_socket(alice_user, conversation.pk)
+    await socket.send({"type": "ping"})
+    assert await socket.receive() == {"type": "pong"}
+    released = threading.Event()
+    # Anything else of the process holding that one thread (thread_sensitive is the default).
+    busy = asyncio.ensure_future(sync_to_async(released.wait)(30))
+    try:
+        await socket.send({"type": "ping"})
+        pong = await socket.receive(within=10)
+    finally:
+        released.set()
+        await busy
+
+    assert pong == {"type": "pong"}
     await socket.close()
