@@ -147,6 +147,7 @@ def turn_recover(turn_id: uuid.UUID) -> Recovered | None:
             "outcome": "failed",
             "error_kind": INTERRUPTED,
             "retryable": True,
+            **({"last_seq": stored[-1].seq} if stored else {}),
         }
     )
     return Recovered(conversation_id=turn.conversation_id, turn_id=turn_id, events=events)

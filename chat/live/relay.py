@@ -5,7 +5,9 @@ Events come from the turn this socket started (directly, ``chat.live.emitter``) 
 layer (every other turn). A "message" event is sent when its seq follows the last one sent; the
 seqs of stored messages the customer never sees arrive as ``{"type": "hidden", "seqs"}`` and
 count as sent. Any other gap means the layer dropped something: what is missing is read from
-the database (``send_stored``), once per batch.
+the database (``send_stored``), once per batch. A turn's "ended" event names the last seq the
+turn stored, so a lost last message is read too, before the end reaches the page (which so
+needs no resume of its own after each turn).
 
 What a call relays goes out as one websocket frame: a single event as itself, several as
 ``{"type": "events", "events": [...]}`` in order (``frame_of``), which the pages read as those
@@ -71,6 +73,9 @@ class StoredRelay:
                         else:
                             gap = True
                             break
+                    elif self._ends_after_sent(event) and not read:
+                        gap = True  # the turn stored more than this socket got live
+                        break
                     else:
                         out.append(self.relayed(event))
                     position += 1
@@ -80,6 +85,15 @@ class StoredRelay:
                 # The database has everything up to this event: it is a repeat afterwards.
                 await self.send_stored()
                 read = True
+
+    def _ends_after_sent(self, event: dict[str, Any]) -> bool:
+        last_seq = event.get("last_seq")
+        return (
+            event.get("type") == "turn"
+            and isinstance(last_seq, int)
+            and self.sent_seq is not None
+            and last_seq > self.sent_seq
+        )
 
     async def send_stored(self, after_seq: int | None = None) -> None:
         """Sends stored messages from the database after ``after_seq`` (a resume), or else after

@@ -14,7 +14,9 @@ Events passed to an ``emit`` callable are plain JSON-able dicts:
   ``{"type": "action_resolved", "action_id", "approved"}`` once it is decided;
 - ``{"type": "turn", "turn", "state": "started"}`` and ``{"type": "turn", "turn",
   "state": "ended", "outcome": "answered"|"awaiting_confirmation"|"failed", "error_kind",
-  "retryable"}``; a failed turn also stores a notice with a customer-safe text;
+  "retryable", "last_seq"}``; a failed turn also stores a notice with a customer-safe text.
+  ``last_seq`` is the highest seq the turn stored: a socket that has sent less reads the rest
+  from the database before relaying the end (``chat.live.relay``);
 - ``{"type": "hidden", "seqs"}`` the seqs of stored messages the customer does not see (tool
   calls and results), before the step's "message" events; sockets relay it to nobody;
 - ``{"type": "error", "text", "retryable"}`` for a message that was not accepted;
@@ -103,6 +105,8 @@ class StoringSink:
         self.turn = turn
         self.emit = emit
         self.calls: list[tuple[ModelCallRecord, str]] = []
+        # The highest seq this turn stored, for its "ended" event (``last_seq``).
+        self.last_seq: int | None = None
 
     def model_called(self, record: ModelCallRecord) -> None:
         self.calls.append((record, telemetry.current_trace_id()))
@@ -129,6 +133,8 @@ class StoringSink:
             raise TurnClosed(str(self.turn.pk)) from None
         # Kept until written: a last write retried on a fresh connection still carries them.
         self.calls = []
+        if stored:
+            self.last_seq = stored[-1].seq
         connection_release()
         return stored
 

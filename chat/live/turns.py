@@ -358,6 +358,8 @@ def _finish(
         "state": "ended",
         "outcome": result.outcome,
     }
+    if sink.last_seq is not None:
+        ended["last_seq"] = sink.last_seq
     if result.outcome == "failed":
         ended["error_kind"] = result.error_kind
         ended["retryable"] = result.error_kind in RETRYABLE_ERRORS

@@ -399,13 +399,12 @@ function handle(event) {
         }
       } else {
         endedTurns.add(event.turn);
-        // The stored reply replaces the streamed text (the resume below fetches it if needed).
+        // The stored reply replaces the streamed text; it came before this event (the server
+        // reads any stored message whose live event was lost before it relays a turn's end).
         dropStreaming();
         // A failure itself arrives as a stored notice; offer to send the message again.
         if (event.outcome === "failed" && event.retryable) addError("", true);
         setRunning(false);
-        // A cheap safety net: fetch any stored message whose live signal was lost.
-        sendFrame({ type: "resume", after_seq: lastSeq });
       }
       break;
     case "submitted":

@@ -299,6 +299,32 @@ async def test_a_live_message_after_a_gap_brings_the_missed_ones_from_the_databa
     await socket.close()
 
 
+async def test_a_turns_end_names_its_last_stored_message_and_brings_a_lost_one_to_other_tabs(
+    conversation: Conversation, alice_user: User
+) -> None:
+    socket = await signed_in_socket(alice_user, conversation.pk)
+    await socket.send({"type": "resume", "after_seq": 0})
+    await take_turn(socket, "I need help with an order")
+    ended = next(event for event in socket.events if is_turn_end(event))  # before "submitted"
+    seqs = await sync_to_async(lambda: list(conversation.messages.values_list("seq", flat=True)))()
+    assert ended["last_seq"] == max(seqs)
+    while not await socket.nothing_more():
+        await socket.receive()
+    seen = len(socket.messages())
+    # Another turn's answer, stored while the layer dropped its message; only its end arrives.
+    answer = await sync_to_async(messages_append)(conversation.pk, None, [notice("Lost answer")])
+    await get_channel_layer().group_send(
+        realtime.group_name(conversation.pk),
+        layer_message([{**ended, "turn": "another", "last_seq": answer[-1].seq}]),
+    )
+
+    end = await socket.receive_until(is_turn_end)
+
+    assert end["turn"] == "another"
+    assert [event["text"] for event in socket.messages()[seen:]] == ["Lost answer"]
+    await socket.close()
+
+
 async def test_a_dropped_layer_message_loses_no_stored_message(
     conversation: Conversation, alice_user: User, settings: Any
 ) -> None:

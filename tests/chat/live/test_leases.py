@@ -134,6 +134,7 @@ def test_recovery_tells_the_tabs_the_turn_ended_and_asks_to_send_again(alice: Cu
         "outcome": "failed",
         "error_kind": "interrupted",
         "retryable": True,
+        "last_seq": notice["seq"],
     }
 
 

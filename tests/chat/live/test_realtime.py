@@ -165,6 +165,24 @@ async def test_a_message_the_layer_lost_is_read_from_the_database_once_then_skip
     assert page.reads == 1
 
 
+async def test_a_turns_end_after_a_lost_last_message_reads_it_first() -> None:
+    page = Page(sent_seq=1, stored=[message(1), message(2)])
+
+    await page.relay_events([{**ENDED, "last_seq": 2}])
+
+    assert page.events == [message(2), {**ENDED, "last_seq": 2}]
+    assert page.reads == 1
+
+
+async def test_a_turns_end_this_socket_is_up_to_date_with_costs_no_read() -> None:
+    page = Page(sent_seq=1, stored=[message(1), message(2)])
+
+    await page.relay_events([message(2), {**ENDED, "last_seq": 2}])
+
+    assert page.events == [message(2), {**ENDED, "last_seq": 2}]
+    assert page.reads == 0
+
+
 async def test_the_turns_socket_gets_every_event_directly_and_other_tabs_one_layer_message() -> (
     None
 ):

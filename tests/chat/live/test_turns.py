@@ -275,6 +275,7 @@ def test_each_step_is_stored_and_announced_as_it_happens(alice: Customer) -> Non
         "turn": events.events[1]["turn"],
         "state": "ended",
         "outcome": "answered",
+        "last_seq": 4,
     }
     assert ModelCall.objects.count() == 2
     assert Turn.objects.get().state == TurnState.COMPLETED
