@@ -64,7 +64,7 @@ evals: install ## Play the eval cases in evals/ (demo model; EVALS_ARGS="--model
 	$(RUN_ENV) $(PY) manage.py evaluate $(EVALS_ARGS)
 
 bench: install ## Run the benchmarks under bench/ (BENCH_ARGS=--quick for a smoke run; see bench/README.md)
-	scripts/with-services sh -c '$(PY) bench/e2e.py $(BENCH_ARGS) && $(PY) bench/channel_layer.py'
+	scripts/with-services sh -c '$(PY) bench/e2e.py $(BENCH_ARGS) && $(PY) bench/stack_floor.py && $(PY) bench/channel_layer.py'
 
 clean: ## Remove the virtualenv, caches and the local SQLite database
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache staticfiles db.sqlite3 infra/cdk.out

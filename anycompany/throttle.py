@@ -16,6 +16,8 @@ from django.conf import settings
 from django.core.cache import cache
 from redis.exceptions import RedisError
 
+from anycompany.counters import counted
+
 
 class CounterUnavailable(Exception):
     """The cache that keeps the counts cannot be reached: nothing was counted."""
@@ -66,14 +68,7 @@ def hit(limit: Limit, subject: str, *, now: float | None = None) -> Hit:
     window_start = int(now // limit.window) * limit.window
     key = _cache_key(limit, subject, window_start)
     try:
-        # add() is a no-op when the key exists, so concurrent first attempts share one counter.
-        cache.add(key, 0, timeout=limit.window * 2)
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            # Evicted between add() and incr().
-            cache.set(key, 1, timeout=limit.window * 2)
-            count = 1
+        count = counted(key, timeout=limit.window * 2)
     except RedisError as error:
         raise CounterUnavailable(str(error)) from error
     retry_after = max(math.ceil(window_start + limit.window - now), 1)

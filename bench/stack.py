@@ -264,9 +264,15 @@ class Server:
         return self.process.pid
 
 
-def start_daphne(env: dict[str, str], log: Path, *, port: int) -> Server:
-    """One daphne process serving the project as the container image does. The caller stops it
-    with ``stop_daphne`` (each run gets a fresh server)."""
+def start_daphne(
+    env: dict[str, str],
+    log: Path,
+    *,
+    port: int,
+    application: str = "anycompany.asgi:application",
+) -> Server:
+    """One daphne process serving the project (or ``application``) as the container image does.
+    The caller stops it with ``stop_daphne`` (each run gets a fresh server)."""
     command = [
         sys.executable,
         "-m",
@@ -276,7 +282,7 @@ def start_daphne(env: dict[str, str], log: Path, *, port: int) -> Server:
         "-p",
         str(port),
         "--proxy-headers",
-        "anycompany.asgi:application",
+        application,
     ]
     with _log(log) as out:
         process = subprocess.Popen(

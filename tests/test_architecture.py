@@ -7,9 +7,9 @@ fails on:
   cycle is still one);
 - ``from x import _private`` of another project module, or ``module._private`` on one;
 - a package importing one above it: ``chat.engine`` ← the log ids and tracer
-  (``anycompany.logcontext``, ``anycompany.telemetry``) and the database pool
-  (``anycompany.dbpool``) ← ``orders`` ← ``chat.tools`` (and the
-  models) ← ``chat.live`` ← ``chat.staff`` ← ``chat.evals`` ← the app's entry points and the
+  (``anycompany.logcontext``, ``anycompany.telemetry``), the database pool
+  (``anycompany.dbpool``) and the cache's counters (``anycompany.counters``) ← ``orders`` ←
+  ``chat.tools`` (and the models) ← ``chat.live`` ← ``chat.staff`` ← ``chat.evals`` ← the app's entry points and the
   project;
 - a ``chat.engine`` module importing Django, Channels or asyncio, or boto3/botocore outside
   ``chat.engine.bedrock``;
@@ -44,9 +44,14 @@ PROJECT = Rules(
     packages=("anycompany", "chat", "orders"),
     layers=(
         ("chat.engine",),
-        # Log ids, the tracer and the database pool: every layer that runs Django code logs,
-        # traces and queries with them.
-        ("anycompany.logcontext", "anycompany.telemetry", "anycompany.dbpool"),
+        # Log ids, the tracer, the database pool and the cache's counters: every layer that runs
+        # Django code logs, traces, queries and counts with them.
+        (
+            "anycompany.logcontext",
+            "anycompany.telemetry",
+            "anycompany.dbpool",
+            "anycompany.counters",
+        ),
         ("orders",),
         ("chat.models", "chat.migrations", "chat.tools"),
         ("chat.live",),

@@ -6,9 +6,10 @@ conversation sockets, through ``SessionBound``):
 
 - re-reads its session and user before every action (``session_check``: the session still
   exists and has not expired, it still signs in this user, the password has not changed since,
-  the account is active). That is two short queries, not cached: a cache of even a second would
-  let an action through after signing out. A customer's message or decision makes its limit
-  checks in the same trip to a worker thread (``still_allowed_then``);
+  the account is active). That is one statement, never cached: a cache of even a second would
+  let an action through after signing out. Only the decoding and the HMAC are skipped while
+  both rows are exactly the ones the socket last verified. A customer's message or decision
+  makes its limit checks in the same trip to a worker thread (``still_allowed_then``);
 - joins its user's group (``user_group``), through which signing out (``user_logged_out``),
   deactivation or deletion (``post_save``/``post_delete`` on the user) close it at once, and a
   change of groups or permissions makes it check again (``connect_signals``);
@@ -24,17 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from importlib import import_module
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.conf import settings
 from django.contrib import auth
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser, Group
+from django.contrib.auth.models import Group
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
@@ -42,6 +39,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from chat.live.dbcalls import short_query
+from chat.live.sessions import SessionCheck, Verified, session_check
 
 logger = logging.getLogger(__name__)
 
@@ -57,50 +55,6 @@ def user_group(user_id: object) -> str:
     return f"user.{user_id}"
 
 
-@dataclass(frozen=True)
-class SessionCheck:
-    """A socket's session read afresh: its user (None once it no longer signs anyone in), the
-    session as a request (for rules written for requests), and when it expires."""
-
-    user: AbstractBaseUser | None
-    request: HttpRequest
-    expires_at: datetime | None
-
-
-def session_check(session_key: str | None, user_id: object, *, expiry: bool = True) -> SessionCheck:
-    """Reads the session ``session_key`` again, as a request would. Blocking.
-
-    ``user`` is None when the session is gone or expired, signs in someone other than
-    ``user_id``, was made before a password change, or the account is inactive (Django's own
-    ``auth.get_user`` rules, which HTTP requests follow too). ``expiry=False`` leaves
-    ``expires_at`` None, without the query that reads it.
-    """
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    request = HttpRequest()
-    request.session = store
-    user = auth.get_user(request) if session_key else AnonymousUser()
-    valid = user.is_authenticated and user.pk == user_id
-    request.user = user if valid else AnonymousUser()
-    return SessionCheck(
-        user=user if valid and isinstance(user, AbstractBaseUser) else None,
-        request=request,
-        expires_at=_expiry(store) if valid and expiry else None,
-    )
-
-
-def _expiry(store: Any) -> datetime | None:
-    # Database-backed stores keep the exact expiry in a column; the others do not say.
-    model = getattr(store, "model", None)
-    if model is None or not store.session_key:
-        return None
-    expires: datetime | None = (
-        model.objects.filter(session_key=store.session_key)
-        .values_list("expire_date", flat=True)
-        .first()
-    )
-    return expires
-
-
 class SessionBound:
     """Mixin for a Channels websocket consumer that also uses ``chat.live.livelink.LiveLink``.
 
@@ -114,6 +68,7 @@ class SessionBound:
     close: Callable[..., Any]
     _bound_user_id: object = None
     _session_key: str | None = None
+    _verified: Verified | None = None
     _expiry_timer: asyncio.TimerHandle | None = None
     _closing = False
 
@@ -134,10 +89,10 @@ class SessionBound:
         """A close code when the (valid) session's user may no longer use this socket. Blocking."""
         return None
 
-    def _refusal(
-        self, expiry: bool, then: Callable[[], Any] | None
-    ) -> tuple[int | None, datetime | None, Any]:
-        check = session_check(self._session_key, self._bound_user_id, expiry=expiry)
+    def _refusal(self, then: Callable[[], Any] | None) -> tuple[int | None, datetime | None, Any]:
+        check = session_check(self._session_key, self._bound_user_id, verified=self._verified)
+        # Set from a worker thread: only ever to a pair that passed the full check.
+        self._verified = check.verified
         if check.user is None:
             return CLOSE_SESSION_ENDED, None, None
         code = self.refusal_for(check)
@@ -153,13 +108,12 @@ class SessionBound:
         check, in the same worker thread."""
         if self._closing:
             return False, None
-        # The expiry is read when the socket binds and when its timer fires (``_expiry_due``).
-        expiry = self._expiry_timer is None
-        code, expires_at, result = await short_query(self._refusal)(expiry, then)
+        code, expires_at, result = await short_query(self._refusal)(then)
         if code is not None:
             await self.close_for(code)
             return False, None
-        if expiry:
+        # The timer is set when the socket binds and again when it fires (``_expiry_due``).
+        if self._expiry_timer is None:
             self._schedule_expiry(expires_at)
         return True, result
 

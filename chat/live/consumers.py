@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -69,6 +70,17 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
     def frame_limit(self) -> tuple[int, FrameError] | None:
         """The longest text frame decoded, and the error for a longer one (None: no limit)."""
         return None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first closes the old database connections of its shared sync
+        # thread: a thread hop before every frame and every event. These sockets never query on
+        # that thread. Their queries run through ``short_query``, which replaces an aged or
+        # broken connection in its own worker thread and hands it back after the call; the auth
+        # middleware's read uses ``database_sync_to_async``, which does the same around itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def send_json(self, content: Any, close: bool = False) -> None:
         if isinstance(content, dict) and content.get("type") == "error" and content.get("code"):

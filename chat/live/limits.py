@@ -16,11 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from anycompany.counters import counted
 from chat.models import DailyUsage
 
 logger = logging.getLogger(__name__)
@@ -72,14 +72,7 @@ def _counted(name: str, user_id: object, window_seconds: int, now: float | None)
     window = int((time.time() if now is None else now) // window_seconds)
     key = f"chat:{name}:{user_id}:{window}"
     try:
-        # add() is a no-op when the key exists, so concurrent first attempts share one counter.
-        cache.add(key, 0, timeout=window_seconds * 2)
-        try:
-            return int(cache.incr(key))
-        except ValueError:
-            # The key expired between add() and incr().
-            cache.set(key, 1, timeout=window_seconds * 2)
-            return 1
+        return counted(key, timeout=window_seconds * 2)
     except RedisError:
         logger.warning("%s limit not counted: the cache is unavailable (failing open)", name)
         return 0

@@ -31,7 +31,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from chat.live import realtime
-from chat.live.access import SessionBound, SessionCheck
+from chat.live.access import SessionBound
 from chat.live.consumers import (
     CLOSE_FORBIDDEN,
     CLOSE_TOO_MANY,
@@ -57,6 +57,7 @@ from chat.live.frames import (
 from chat.live.handoff import handoff_state
 from chat.live.limits import resume_hit
 from chat.live.livelink import LiveLink
+from chat.live.sessions import SessionCheck
 from chat.staff.handoff import (
     handoff_claim,
     handoff_release,

@@ -7,6 +7,7 @@ memory without REDIS_URL, Redis with it).
 import asyncio
 import io
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -586,3 +587,26 @@ async def test_a_tool_turn_reaches_its_own_tab_once_and_every_other_tab_in_seq_o
     assert "".join(e["text"] for e in sender.events if e["type"] == "delta") == reply
     await sender.close()
     await other.close()
+
+
+# --- Channels' shared thread ----------------------------------------------------------------------
+
+
+async def test_frames_are_answered_while_channels_shared_sync_thread_is_busy(
+    conversation: Conversation, alice_user: User
+) -> None:
+    socket = await signed_in_socket(alice_user, conversation.pk)
+    await socket.send({"type": "ping"})
+    assert await socket.receive() == {"type": "pong"}
+    released = threading.Event()
+    # Anything else of the process holding that one thread (thread_sensitive is the default).
+    busy = asyncio.ensure_future(sync_to_async(released.wait)(30))
+    try:
+        await socket.send({"type": "ping"})
+        pong = await socket.receive(within=10)
+    finally:
+        released.set()
+        await busy
+
+    assert pong == {"type": "pong"}
+    await socket.close()

@@ -19,7 +19,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Group, User
 from django.contrib.sessions.models import Session
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat.live.access import session_check
@@ -141,19 +143,65 @@ async def test_changing_the_password_elsewhere_ends_the_sockets_of_older_session
     assert await socket.closed_with() == 4401
 
 
-def test_each_action_rereads_session_and_user_and_the_expiry_only_when_asked(
+def test_each_action_rereads_session_and_user_in_one_statement(
     alice_user: User, django_assert_num_queries: Any
 ) -> None:
     key = signed_in(alice_user).cookies["sessionid"].value
+    first = session_check(key, alice_user.pk)
 
-    with django_assert_num_queries(2):
-        per_action = session_check(key, alice_user.pk, expiry=False)
-    with django_assert_num_queries(3):
-        with_expiry = session_check(key, alice_user.pk)
+    with django_assert_num_queries(1):
+        again = session_check(key, alice_user.pk, verified=first.verified)
 
-    assert per_action.user == with_expiry.user == alice_user
-    assert per_action.expires_at is None
-    assert with_expiry.expires_at == Session.objects.get(session_key=key).expire_date
+    assert first.user == again.user == alice_user
+    assert first.expires_at == again.expires_at == Session.objects.get(session_key=key).expire_date
+    assert again.verified == first.verified is not None
+
+
+def test_a_session_row_rewritten_under_the_same_key_is_checked_in_full(
+    alice_user: User, bob_user: User
+) -> None:
+    key = signed_in(alice_user).cookies["sessionid"].value
+    verified = session_check(key, alice_user.pk).verified
+    bobs = Session.objects.get(session_key=signed_in(bob_user).cookies["sessionid"].value)
+    Session.objects.filter(session_key=key).update(session_data=bobs.session_data)
+
+    assert session_check(key, alice_user.pk, verified=verified).user is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"is_active": False},
+        {"password": "md5$salt$00000000000000000000000000000000"},
+        {"username": "alice2"},  # any column: the verified row is the whole row
+    ],
+)
+def test_a_user_row_changed_without_a_signal_is_checked_in_full(
+    alice_user: User, change: dict[str, Any]
+) -> None:
+    key = signed_in(alice_user).cookies["sessionid"].value
+    verified = session_check(key, alice_user.pk).verified
+    User.objects.filter(pk=alice_user.pk).update(**change)
+
+    with CaptureQueriesContext(connection) as queries:
+        check = session_check(key, alice_user.pk, verified=verified)
+
+    assert len(queries) > 1  # the full check read the user through its backend
+    if "username" in change:
+        assert check.user == alice_user
+        assert check.verified != verified
+    else:
+        assert check.user is None
+
+
+def test_an_expired_or_deleted_session_fails_even_when_verified_before(alice_user: User) -> None:
+    key = signed_in(alice_user).cookies["sessionid"].value
+    verified = session_check(key, alice_user.pk).verified
+    Session.objects.filter(session_key=key).update(expire_date=timezone.now())
+
+    assert session_check(key, alice_user.pk, verified=verified).user is None
+    Session.objects.filter(session_key=key).delete()
+    assert session_check(key, alice_user.pk, verified=verified).user is None
 
 
 # --- Staff sockets --------------------------------------------------------------------------------

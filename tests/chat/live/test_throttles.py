@@ -2,15 +2,19 @@
 conversation's messages (``resume`` frames), opening sockets, starting conversations. Each says
 in words what to do; counts live in the cache, per user, so another user is unaffected."""
 
+import os
 import uuid
 from typing import Any
 
 import pytest
+import redis
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
+from chat.live import limits
 from chat.models import Conversation
 from orders.models import Customer
 from tests.chat.handoff_helpers import make_agent
@@ -98,3 +102,32 @@ def test_starting_conversations_past_the_limit_answers_429_with_a_message(
     assert [answer.status_code for answer in answers] == [302, 302, 429]
     assert "started many conversations" in answers[2].content.decode()
     assert Conversation.objects.filter(customer=alice).count() == 2
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
+def test_in_redis_the_rate_limit_counts_per_user_and_minute_in_keys_that_expire(
+    settings: Any,
+) -> None:
+    url = os.environ["REDIS_URL"]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+        }
+    }
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 2
+    minute = 29_000_000
+    start = minute * 60.0
+
+    limits.rate_limit_hit(user_id=1, now=start)
+    limits.rate_limit_hit(user_id=1, now=start + 59)
+    with pytest.raises(limits.RateLimited):
+        limits.rate_limit_hit(user_id=1, now=start + 59.5)
+    limits.rate_limit_hit(user_id=2, now=start + 59.5)  # another user: a count of their own
+    limits.rate_limit_hit(user_id=1, now=start + 60)  # the next minute starts again
+
+    key = f"chat:rate:1:{minute}"
+    assert cache.get(key) == 3  # the refused attempt counts too
+    assert 0 < redis.Redis.from_url(url).ttl(cache.make_key(key)) <= 120

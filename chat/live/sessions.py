@@ -1,0 +1,172 @@
+"""A socket's session and user read again, as a request would read them (``session_check``).
+
+The answer (Django's own ``auth.get_user`` rules) is a function of two rows: the session's and
+its user's. With database sessions on PostgreSQL both are read in one statement on every check,
+and when both are exactly the ones the same socket last found valid (``Verified``), the signed
+session data is not decoded and the password's HMAC not computed again.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.contrib import auth
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
+from django.db import connection
+from django.http import HttpRequest
+from django.utils import timezone
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A session row's data and its user's row that passed the full check together."""
+
+    session_data: str
+    user_row: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class SessionCheck:
+    """A socket's session read afresh: its user (None once it no longer signs anyone in), the
+    session as a request (for rules written for requests), when it expires, and what was found
+    valid (for the next check's shortcut)."""
+
+    user: AbstractBaseUser | None
+    request: HttpRequest
+    expires_at: datetime | None
+    verified: Verified | None = None
+
+
+def session_check(
+    session_key: str | None, user_id: object, *, verified: Verified | None = None
+) -> SessionCheck:
+    """Reads the session ``session_key`` and its user again, as a request would. Blocking.
+
+    ``user`` is None when the session is gone or expired, signs in someone other than
+    ``user_id``, was made before a password change, or the account is inactive (Django's own
+    ``auth.get_user`` rules, which HTTP requests follow too).
+
+    Those rules are a function of the session's row and the user's row alone. So with database
+    sessions on PostgreSQL both rows are read in one statement, every time, and when they are
+    exactly the ``verified`` ones of this socket's previous check, the signed session data is not
+    decoded and the password's HMAC not computed again: any change to either row (signing out,
+    a new password, deactivation, a rewritten session) gets the full check.
+    """
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    if (
+        session_key
+        and connection.vendor == "postgresql"
+        and issubclass(store_class, DatabaseSessionStore)
+    ):
+        return _row_check(store_class, session_key, user_id, verified)
+    store = store_class(session_key)
+    user = auth.get_user(_request(store)) if session_key else AnonymousUser()
+    valid = user.is_authenticated and user.pk == user_id
+    return _checked(store, user if valid else None, _expiry(store) if valid else None, None)
+
+
+def _request(store: Any) -> HttpRequest:
+    request = HttpRequest()
+    request.session = store
+    return request
+
+
+def _checked(
+    store: Any, user: Any, expires_at: datetime | None, verified: Verified | None
+) -> SessionCheck:
+    request = _request(store)
+    request.user = user or AnonymousUser()
+    return SessionCheck(
+        user=user if isinstance(user, AbstractBaseUser) else None,
+        request=request,
+        expires_at=expires_at,
+        verified=verified if isinstance(user, AbstractBaseUser) else None,
+    )
+
+
+def _expiry(store: Any) -> datetime | None:
+    # Database-backed stores keep the exact expiry in a column; the others do not say.
+    model = getattr(store, "model", None)
+    if model is None or not store.session_key:
+        return None
+    expires: datetime | None = (
+        model.objects.filter(session_key=store.session_key)
+        .values_list("expire_date", flat=True)
+        .first()
+    )
+    return expires
+
+
+def _row_check(
+    store_class: type[DatabaseSessionStore],
+    session_key: str,
+    user_id: object,
+    verified: Verified | None,
+) -> SessionCheck:
+    sql, attnames = _session_sql(store_class)
+    with connection.cursor() as cursor:
+        params: dict[str, Any] = {"key": session_key, "user": user_id, "now": timezone.now()}
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:  # signed out, flushed or expired
+        return _checked(store_class(session_key), None, None, None)
+    session_data, expires_at, user_row = row[0], row[1], tuple(row[2:])
+    store = _read_store(store_class)(session_key, session_data)
+    if verified == Verified(session_data, user_row):
+        known = auth.get_user_model().from_db(connection.alias, attnames, user_row)
+        return _checked(store, known, expires_at, verified)
+    user = auth.get_user(_request(store))
+    if not (user.is_authenticated and user.pk == user_id):
+        return _checked(store, None, None, None)
+    # The row as the check read it (through the ORM, perhaps a moment after the statement):
+    # a user changed in between never matches it, so the next check is a full one again.
+    found = tuple(getattr(user, name) for name in attnames)
+    return _checked(store, user, expires_at, Verified(session_data, found))
+
+
+@functools.cache
+def _session_sql(store_class: type[DatabaseSessionStore]) -> tuple[str, tuple[str, ...]]:
+    session = store_class.get_model_class()._meta
+    user = auth.get_user_model()._meta
+    quote = connection.ops.quote_name
+
+    def column(meta: Any, name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    fields = user.concrete_fields
+    sql = f"""
+        SELECT s.{column(session, "session_data")}, s.{column(session, "expire_date")},
+            {", ".join(f"u.{column(user, f.name)}" for f in fields)}
+        FROM {quote(session.db_table)} s
+        LEFT JOIN {quote(user.db_table)} u ON u.{column(user, user.pk.name)} = %(user)s
+        WHERE s.{column(session, "session_key")} = %(key)s
+            AND s.{column(session, "expire_date")} > %(now)s
+    """  # noqa: S608 - names come from the models' metadata; every value is a parameter
+    return sql, tuple(f.attname for f in fields)
+
+
+@functools.cache
+def _read_store(store_class: type[DatabaseSessionStore]) -> Callable[[str, str], Any]:
+    class ReadStore(store_class):  # type: ignore[valid-type,misc]
+        """The session store, holding the data of the row already read rather than reading it
+        again (writes, such as the flush after a failed check, still go to the database)."""
+
+        # Signed with a salt named after the class: this subclass must use its parent's.
+        key_salt = store_class().key_salt
+
+        def __init__(self, session_key: str, session_data: str) -> None:
+            super().__init__(session_key)
+            self.session_data = session_data
+
+        def load(self) -> dict[str, Any]:
+            return self.decode(self.session_data)
+
+    return ReadStore
