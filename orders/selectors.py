@@ -130,12 +130,14 @@ _ORDER_FIELDS = [field.attname for field in Order._meta.concrete_fields]
 @cache
 def _order_get_sql() -> str:
     # PostgreSQL returns every column as the model's field holds it (no converters needed).
-    quote = connection.ops.quote_name
     meta = Order._meta
-    columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
-    key, customer = quote(meta.pk.column), quote(meta.get_field("customer").column)
+    column = {field.name: f'"{field.column}"' for field in meta.concrete_fields}
+    columns = ", ".join(column.values())
     # Names from the model's metadata only; both values are parameters.
-    return f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {key} = %s AND {customer} = %s"  # noqa: S608
+    return (
+        f'SELECT {columns} FROM "{meta.db_table}" '  # noqa: S608
+        f"WHERE {column['id']} = %s AND {column['customer']} = %s"
+    )
 
 
 def order_list(*, customer: Customer) -> list[Order]:

@@ -90,7 +90,10 @@ def test_a_step_stores_its_messages_and_model_calls_as_given(alice: Customer) ->
         (ModelCallRecord("model-a", "tool_use", 1200, 30, 1000, 7, 41, ""), "trace-a"),
         (ModelCallRecord("model-b", None, 0, 0, 0, 0, 9, "busy"), "trace-b"),
     ]
-    content = [{"text": "Ünïcode \"quoted\" 'text'"}, {"toolUse": {"toolUseId": "t", "input": {}}}]
+    content: list[dict[str, Any]] = [
+        {"text": "Ünïcode \"quoted\" 'text'"},
+        {"toolUse": {"toolUseId": "t", "input": {}}},
+    ]
     note = NewMessage(
         MessageRole.USER, MessageKind.STAFF, [{"text": "A note"}], "c-1", user_of(alice).pk
     )
