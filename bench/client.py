@@ -1,8 +1,8 @@
 """A customer as the server sees one: the sign-in form, the page's POSTs, the page's websocket.
 
 ``Browser`` is blocking (run it in a thread); ``ChatSocket`` speaks the chat page's protocol
-(``static/js/chat.js``): ``resume`` on open, ``send`` with a client id, then everything until the
-``submitted`` frame for that id.
+(``static/js/socket.js``, ``chat.js``): ``resume`` on open, ``send`` with a client id, then
+everything until the ``submitted`` event for that id, reading an ``events`` frame as its events.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import re
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -112,7 +113,7 @@ class TurnResult:
     seconds: float  # from sending the message to its "submitted" frame
     ok: bool
     problem: str = ""
-    frames: int = 0
+    frames: int = 0  # websocket frames received from sending the message to "submitted"
 
 
 @dataclass
@@ -123,6 +124,8 @@ class ChatSocket:
     conversation_id: str
     last_seq: int = 0
     seen: set[int] = field(default_factory=set)
+    frames: int = 0  # websocket frames received
+    pending: deque[dict[str, Any]] = field(default_factory=deque)  # events of a frame not yet read
 
     @classmethod
     async def open(
@@ -153,7 +156,12 @@ class ChatSocket:
         await self.connection.send(json.dumps(frame))
 
     async def receive(self) -> dict[str, Any]:
-        event: dict[str, Any] = json.loads(await self.connection.recv())
+        """The next event; several events sent together come as one ``events`` frame."""
+        if not self.pending:
+            frame: dict[str, Any] = json.loads(await self.connection.recv())
+            self.frames += 1
+            self.pending.extend(frame["events"] if frame.get("type") == "events" else [frame])
+        event = self.pending.popleft()
         seq = event.get("seq")
         if event.get("type") == "message" and isinstance(seq, int):
             self.seen.add(seq)
@@ -168,14 +176,13 @@ class ChatSocket:
         """
         client_message_id = uuid.uuid4().hex
         reply: str | None = None
-        frames = 0
+        frames_before = self.frames
         started = time.perf_counter()
         try:
             await self.send({"type": "send", "text": text, "client_message_id": client_message_id})
             async with asyncio.timeout(timeout):
                 while True:
                     event = await self.receive()
-                    frames += 1
                     kind = event.get("type")
                     if kind == "message" and event.get("role") == "assistant":
                         reply = str(event.get("text"))
@@ -192,6 +199,7 @@ class ChatSocket:
                 token, started, time.perf_counter() - started, False, f"lost: closed {closed.rcvd}"
             )
         seconds = time.perf_counter() - started
+        frames = self.frames - frames_before
         if not event.get("accepted"):
             return TurnResult(token, started, seconds, False, "not accepted", frames)
         if reply != expected:

@@ -213,6 +213,7 @@ async def sequential(run: Run, *, turns: int, floor: dict[str, float]) -> dict[s
             [r.seconds * 1000 - model[r.token]["model_ms"] for r in results]
         ),
         "model_calls_per_turn": statistics.mean(model[r.token]["calls"] for r in results),
+        "frames_per_turn": statistics.mean(r.frames for r in results),
         "sql": statements.per_turn(len(results)),
         "cpu_ms_per_turn": cpu * 1000 / len(results),
     }

@@ -15,6 +15,8 @@ MEASURES: list[tuple[str, str, tuple[str, ...]]] = [
      ("sequential", "beyond_floor_ms", "p99")),
     ("beyond_standin_p50_ms", "1.   beyond the stand-in's own time for those calls, p50 (ms)",
      ("sequential", "beyond_standin_ms", "p50")),
+    ("frames", "1.   websocket frames to the sender's socket per turn",
+     ("sequential", "frames_per_turn")),
     ("statements", "2. SQL statements per one-tool turn", ("sequential", "sql", "statements")),
     ("round_trips", "2.   sent by the server (round trips)", ("sequential", "sql", "round_trips")),
     ("tx", "2.   BEGIN/COMMIT/SAVEPOINT/RELEASE", ("sequential", "sql", "transaction_control")),

@@ -1,7 +1,8 @@
 """The customer's chat websocket: authenticate, check frames, hand turns on, relay events.
 
 Client frames are JSON objects, one JSON Schema per type (``chat.live.frames``). Server frames
-are the chat's events (``chat.live.storage``) plus
+are the chat's events (``chat.live.storage``), several sent together as one
+{"type": "events", "events": [...]} frame (``chat.live.relay``), plus
     {"type": "error", "code": str, "text": str, "retryable": bool}   # a refused frame
     {"type": "submitted", "client_message_id": str, "accepted": bool}  # turn over, or a repeat
     {"type": "decided", "action_id": str, "accepted": bool}  # likewise after a decision
@@ -263,16 +264,14 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
         return None
 
     async def start_send(self, text: str, client_message_id: str) -> None:
-        async def reply(accepted: object) -> None:
+        def reply(accepted: object) -> dict[str, Any] | None:
             if not self.counted:
-                return
-            await self.send_json(
-                {
-                    "type": "submitted",
-                    "client_message_id": client_message_id,
-                    "accepted": bool(accepted),
-                }
-            )
+                return None
+            return {
+                "type": "submitted",
+                "client_message_id": client_message_id,
+                "accepted": bool(accepted),
+            }
 
         realtime.start_turn(
             partial(
@@ -285,16 +284,14 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
             layer=self.channel_layer,
             group=self.group,
             socket=self,
-            on_done=reply,
+            reply=reply,
         )
 
     async def start_decide(self, action_id: str, approve: bool) -> None:
-        async def reply(accepted: object) -> None:
+        def reply(accepted: object) -> dict[str, Any] | None:
             if not self.counted:
-                return
-            await self.send_json(
-                {"type": "decided", "action_id": action_id, "accepted": bool(accepted)}
-            )
+                return None
+            return {"type": "decided", "action_id": action_id, "accepted": bool(accepted)}
 
         realtime.start_turn(
             partial(
@@ -307,7 +304,7 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
             layer=self.channel_layer,
             group=self.group,
             socket=self,
-            on_done=reply,
+            reply=reply,
         )
 
     async def start_handoff(self) -> None:

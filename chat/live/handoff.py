@@ -16,7 +16,7 @@ Every change is one conditional update under the conversation's row lock (``stat
 recorded as a ``HandoffEvent`` (who, from, to, when) together with a notice the customer sees.
 After the change is committed, ``change_announce`` gives the ``emit`` callable the "message"
 events of the stored messages and a ``{"type": "handoff", "conversation", "status", "agent_id",
-"agent_name"}`` event (``chat.live.realtime`` also tells the staff inbox).
+"agent_name"}`` event (``chat.live.emitter`` also tells the staff inbox).
 """
 
 import uuid

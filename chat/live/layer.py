@@ -1,6 +1,6 @@
 """The channel layer the live chat runs on: channels-redis's, leaving a turn's own socket out.
 
-The socket that started a turn gets its events directly from the turn (``chat.live.realtime``),
+The socket that started a turn gets its events directly from the turn (``chat.live.emitter``),
 so the layer message carrying them to the other tabs names that socket's channel as its
 ``origin``. Sending it back to that channel would cost a Redis write and a read, only for the
 socket to drop it; this layer leaves the origin out of the group send (with no other member,

@@ -1,11 +1,16 @@
 """Relaying a conversation's events to a socket: stored messages in seq order, without reading
 the database unless the layer lost one.
 
-Events come from the turn this socket started (directly, ``chat.live.realtime``) or from the
+Events come from the turn this socket started (directly, ``chat.live.emitter``) or from the
 layer (every other turn). A "message" event is sent when its seq follows the last one sent; the
 seqs of stored messages the customer never sees arrive as ``{"type": "hidden", "seqs"}`` and
 count as sent. Any other gap means the layer dropped something: what is missing is read from
 the database (``send_stored``), once per batch.
+
+What a call relays goes out as one websocket frame: a single event as itself, several as
+``{"type": "events", "events": [...]}`` in order (``frame_of``), which the pages read as those
+events one by one. Each frame costs the server a JSON encoding, daphne's and autobahn's framing,
+a socket write and a turn of the event loop, so a turn's burst of events costs one.
 """
 
 from __future__ import annotations
@@ -15,6 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from chat.live.conversations import events_since
 from chat.live.dbcalls import short_query
+
+# The frame type of several events sent together.
+EVENTS_FRAME = "events"
+
+
+def frame_of(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """One websocket frame for ``events`` (at least one), in order."""
+    return events[0] if len(events) == 1 else {"type": EVENTS_FRAME, "events": events}
 
 
 class StoredRelay:
@@ -45,6 +58,7 @@ class StoredRelay:
         while position < len(events):
             gap = False
             async with self.send_lock:
+                out: list[dict[str, Any]] = []
                 for event in events[position:]:
                     if event.get("type") == "hidden":
                         self.seqs_hidden(event.get("seqs") or [])
@@ -52,14 +66,16 @@ class StoredRelay:
                         if self.sent_seq is None or event["seq"] <= self.sent_seq:
                             pass  # before the client said where it is (its resume sends it)
                         elif event["seq"] == self.sent_seq + 1 or read:
-                            await self.send_json(event)
+                            out.append(event)
                             self.seq_sent(event["seq"])
                         else:
                             gap = True
                             break
                     else:
-                        await self.send_json(self.relayed(event))
+                        out.append(self.relayed(event))
                     position += 1
+                if out:
+                    await self.send_json(frame_of(out))
             if gap:
                 # The database has everything up to this event: it is a repeat afterwards.
                 await self.send_stored()
@@ -76,8 +92,8 @@ class StoredRelay:
             events = await short_query(events_since)(
                 conversation=self.conversation, after_seq=after_seq
             )
-            for event in events:
-                await self.send_json(event)
+            if events:
+                await self.send_json(frame_of(events))
             seqs = [event["seq"] for event in events if isinstance(event.get("seq"), int)]
             self.seq_sent(
                 max([after_seq, *seqs, *([] if self.sent_seq is None else [self.sent_seq])])

@@ -18,8 +18,9 @@ from typing import Any
 from django.db import DatabaseError
 
 from chat.live.dbcalls import short_query
+from chat.live.emitter import layer_message
 from chat.live.leases import connection_reset, lease_seconds
-from chat.live.realtime import group_name, layer_message
+from chat.live.realtime import group_name
 from chat.live.recovery import Recovered, turns_recover
 
 logger = logging.getLogger(__name__)

@@ -9,8 +9,9 @@ on connect and whenever a handoff changes anywhere. Client frames: {"type": "pin
 
 ``/ws/staff/conversations/<uuid>/`` joins the conversation's group, so the agent sees what the
 customer's tabs see (stored messages by seq, streaming deltas, "handoff" changes), and the
-customer's tabs see the agent's messages. Client frames (one JSON Schema each, as for the
-customer's socket, ``chat.live.frames``):
+customer's tabs see the agent's messages; several events sent together are one
+{"type": "events", "events": [...]} frame, as on the customer's socket. Client frames (one
+JSON Schema each, as for the customer's socket, ``chat.live.frames``):
     {"type": "claim"} | {"type": "release"} | {"type": "resolve"}
     {"type": "reply", "text": str, "client_message_id": str}
     {"type": "resume", "after_seq": int} | {"type": "ping"}
@@ -30,7 +31,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
-from chat.live import realtime
+from chat.live import emitter, realtime
 from chat.live.access import SessionBound
 from chat.live.consumers import (
     CLOSE_FORBIDDEN,
@@ -243,7 +244,7 @@ class StaffInboxConsumer(SessionBound, LiveLink, JsonFrameConsumer):
         if not await short_query(may_reply)(user):
             await refuse_with(self, CLOSE_FORBIDDEN)
             return
-        await self.live_join(realtime.INBOX_GROUP)
+        await self.live_join(emitter.INBOX_GROUP)
         await self.accept()
         self.joined = True
         realtime.websocket_opened()

@@ -66,13 +66,15 @@
         pingTimer = setInterval(() => send({ type: "ping" }), PING_MS);
       });
       socket.addEventListener("message", (message) => {
-        let event;
+        let frame;
         try {
-          event = JSON.parse(message.data);
+          frame = JSON.parse(message.data);
         } catch {
           return;
         }
-        onEvent(event);
+        // Events sent together arrive as one frame; the page hears them one by one, in order.
+        const events = frame?.type === "events" && Array.isArray(frame.events) ? frame.events : [frame];
+        for (const event of events) onEvent(event);
       });
       socket.addEventListener("close", (closed) => {
         clearInterval(pingTimer);

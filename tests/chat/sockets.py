@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +29,12 @@ from django.test import Client
 
 ORIGIN = b"http://testserver"
 Event = dict[str, Any]
+
+
+def frame_events(text: str | bytes) -> list[Event]:
+    """The events of one websocket frame: several sent together come as an "events" frame."""
+    frame = json.loads(text)
+    return frame["events"] if frame.get("type") == "events" else [frame]
 
 
 def application() -> Any:
@@ -45,7 +52,11 @@ def session_cookie(user: User) -> str:
 
 
 class Socket:
-    """A ``WebsocketCommunicator`` that keeps every event it received, for assertions."""
+    """A ``WebsocketCommunicator`` that keeps every event it received, for assertions.
+
+    Reads one event at a time, whether it came alone or with others in one frame; ``frames``
+    counts the frames.
+    """
 
     def __init__(self, path: str, *, cookie: str | None = None, origin: bytes = ORIGIN) -> None:
         headers = [(b"origin", origin), (b"host", b"testserver")]
@@ -53,6 +64,9 @@ class Socket:
             headers.append((b"cookie", f"sessionid={cookie}".encode()))
         self.communicator = WebsocketCommunicator(application(), path, headers=headers)
         self.events: list[Event] = []
+        self.frames = 0
+        # Events of a frame already read that ``receive`` has yet to return.
+        self.pending: deque[Event] = deque()
         self.connected = False
         self.close_code: int | None = None
 
@@ -68,7 +82,10 @@ class Socket:
         )
 
     async def receive(self, within: float = 10) -> Event:
-        event = json.loads(await self.communicator.receive_from(timeout=within))
+        if not self.pending:
+            self.pending.extend(frame_events(await self.communicator.receive_from(timeout=within)))
+            self.frames += 1
+        event = self.pending.popleft()
         self.events.append(event)
         return event
 
@@ -89,12 +106,12 @@ class Socket:
         while not any(predicate(event) for event in self.events):
             if time.monotonic() > deadline:
                 return False
-            if not await self.communicator.receive_nothing(timeout=0.05):
+            if self.pending or not await self.communicator.receive_nothing(timeout=0.05):
                 await self.receive()
         return True
 
     async def nothing_more(self, within: float = 0.3) -> bool:
-        return await self.communicator.receive_nothing(timeout=within)
+        return not self.pending and await self.communicator.receive_nothing(timeout=within)
 
     async def close(self) -> None:
         await self.communicator.disconnect(timeout=5)
@@ -110,7 +127,9 @@ class Socket:
                 self.close_code = output.get("code")
                 return self.close_code
             if output["type"] == "websocket.send" and output.get("text"):
-                self.events.append(json.loads(output["text"]))
+                self.events += [*self.pending, *frame_events(output["text"])]
+                self.pending.clear()
+                self.frames += 1
 
     def messages(self) -> list[Event]:
         return [event for event in self.events if event.get("type") == "message"]
@@ -164,12 +183,17 @@ def database_sessions_closed(django_db_setup: None, django_db_blocker: Any) -> I
 
 
 class RawWebSocket:
-    """Just enough of a websocket client (RFC 6455) to talk to a real server in another process."""
+    """Just enough of a websocket client (RFC 6455) to talk to a real server in another process.
+
+    Like ``Socket``, reads one event at a time and counts the ``frames``.
+    """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.events: list[Event] = []
+        self.frames = 0
+        self.pending: deque[Event] = deque()
         self.close_code: int | None = None
 
     @classmethod
@@ -210,7 +234,7 @@ class RawWebSocket:
 
     async def receive(self, within: float = 10) -> Event:
         async with asyncio.timeout(within):
-            while True:
+            while not self.pending:
                 first, second = await self.reader.readexactly(2)
                 length = second & 0x7F
                 if length == 126:
@@ -226,9 +250,11 @@ class RawWebSocket:
                 if opcode == 0x9:
                     await self._write_frame(0xA, payload)
                 elif opcode == 0x1:
-                    event = json.loads(payload)
-                    self.events.append(event)
-                    return event
+                    self.pending.extend(frame_events(payload))
+                    self.frames += 1
+        event = self.pending.popleft()
+        self.events.append(event)
+        return event
 
     async def receive_until(self, predicate: Callable[[Event], bool], within: float = 20) -> Event:
         async with asyncio.timeout(within):

@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 
 from chat.live import realtime
 from chat.live.conversations import conversation_start, events_since, message_event
+from chat.live.emitter import layer_message
 from chat.live.storage import messages_append, notice
 from chat.models import Conversation, Message, Turn
 from orders.models import Customer, Order, OrderEvent, OrderStatus
@@ -243,6 +244,7 @@ async def test_resume_delivers_exactly_the_missed_messages(
         await later.receive()
 
     assert [event["seq"] for event in later.messages()] == stored[2:]
+    assert later.frames == 1
     assert await later.nothing_more()
     await later.close()
 
@@ -259,7 +261,7 @@ async def test_a_repeated_live_message_is_not_sent_twice(
     last = socket.messages()[-1]
 
     await get_channel_layer().group_send(
-        realtime.group_name(conversation.pk), realtime.layer_message([last])
+        realtime.group_name(conversation.pk), layer_message([last])
     )
 
     assert await socket.nothing_more()
@@ -285,7 +287,7 @@ async def test_a_live_message_after_a_gap_brings_the_missed_ones_from_the_databa
     second = message_event(stored[1])
     assert second is not None
     await get_channel_layer().group_send(
-        realtime.group_name(conversation.pk), realtime.layer_message([second])
+        realtime.group_name(conversation.pk), layer_message([second])
     )
     await socket.receive_until(lambda event: event.get("text") == "Second missed")
 
@@ -587,6 +589,31 @@ async def test_a_tool_turn_reaches_its_own_tab_once_and_every_other_tab_in_seq_o
     assert "".join(e["text"] for e in sender.events if e["type"] == "delta") == reply
     await sender.close()
     await other.close()
+
+
+async def test_a_tool_turns_events_reach_its_tab_whole_and_in_order_in_fewer_frames(
+    conversation: Conversation, alice: Customer, alice_user: User
+) -> None:
+    await sync_to_async(make_order)("32057", alice)
+    socket = await signed_in_socket(alice_user, conversation.pk)
+    await socket.send({"type": "resume", "after_seq": 0})
+    frame = send_frame("My order is 32057")
+
+    await socket.send(frame)
+    await socket.receive_until(is_submitted(frame["client_message_id"]))
+    stored = await sync_to_async(events_since)(conversation=conversation, after_seq=0)
+
+    kinds = [event["type"] for event in socket.events]
+    assert [event["seq"] for event in socket.messages()] == [e["seq"] for e in stored]
+    assert kinds[:2] == ["message", "turn"]
+    assert kinds[-3:] == ["message", "turn", "submitted"]
+    assert is_turn_end(socket.events[-2])
+    reply = socket.events[-3]["text"]
+    assert "".join(e["text"] for e in socket.events if e["type"] == "delta") == reply
+    # Events sent together came in one frame.
+    assert socket.frames < len(socket.events)
+    assert await socket.nothing_more()
+    await socket.close()
 
 
 # --- Channels' shared thread ----------------------------------------------------------------------

@@ -1,25 +1,20 @@
 """How turn events reach the socket that started the turn, the channel layer, and each page."""
 
 import asyncio
+import json
 import logging
 import socket
+from functools import partial
 from typing import Any
 
 import pytest
 from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
 
-from chat.live.realtime import (
-    EVENTS,
-    GroupEmitter,
-    coalesce,
-    layer_message,
-    metrics,
-    start_turn,
-    turn_executor_shutdown,
-)
+from chat.live.emitter import EVENTS, GroupEmitter, coalesce, layer_message
+from chat.live.realtime import metrics, start_turn, turn_executor_shutdown
 from chat.live.relay import StoredRelay
-from tests.chat.sockets import eventually
+from tests.chat.sockets import eventually, frame_events
 
 
 def free_port() -> int:
@@ -77,11 +72,11 @@ async def test_a_turn_that_raises_still_ends_and_leaves_nothing_in_flight() -> N
         emit({"type": "delta", "turn": "t", "text": "Hel"})
         raise RuntimeError("a bug in the turn")
 
-    async def on_done(result: Any) -> None:
+    def reply(result: Any) -> None:
         done.append(result)
 
     try:
-        task = start_turn(job, layer=layer, group="conversation.x", on_done=on_done)
+        task = start_turn(job, layer=layer, group="conversation.x", reply=reply)
         await asyncio.wait_for(task, timeout=10)
     finally:
         turn_executor_shutdown()
@@ -101,10 +96,10 @@ async def test_a_layer_that_is_away_costs_one_traceback_per_turn_not_one_per_eve
         emitter.put({"type": "status", "turn": "t", "text": f"step {n}"})
     emitter.close()
 
-    with caplog.at_level(logging.DEBUG, logger="chat.live.realtime"):
+    with caplog.at_level(logging.DEBUG, logger="chat.live.emitter"):
         await asyncio.wait_for(emitter.drain(), timeout=60)
 
-    records = [record for record in caplog.records if record.name == "chat.live.realtime"]
+    records = [record for record in caplog.records if record.name == "chat.live.emitter"]
     assert emitter.failed_sends == 5
     assert [(record.levelno, record.exc_info is not None) for record in records] == [
         (logging.WARNING, True),
@@ -114,8 +109,9 @@ async def test_a_layer_that_is_away_costs_one_traceback_per_turn_not_one_per_eve
 
 
 class Page(StoredRelay):
-    """What a socket's page got from the relay, and how often the socket read the database
-    (``stored``: the conversation's visible messages there)."""
+    """What a socket's page got from the relay (``events``, in ``frames`` websocket frames), and
+    how often the socket read the database (``stored``: the conversation's visible messages
+    there)."""
 
     channel_name = "page"
 
@@ -124,18 +120,20 @@ class Page(StoredRelay):
         self.hidden_seqs: set[int] = set()
         self.send_lock = asyncio.Lock()
         self.stored = stored or []
+        self.events: list[dict[str, Any]] = []
         self.frames: list[dict[str, Any]] = []
         self.reads = 0
 
     async def send_json(self, content: Any, close: bool = False) -> None:
         self.frames.append(content)
+        self.events += frame_events(json.dumps(content))
 
     async def send_stored(self, after_seq: int | None = None) -> None:
         self.reads += 1
         assert self.sent_seq is not None
         for event in self.stored:
             if event["seq"] > self.sent_seq:
-                self.frames.append(event)
+                self.events.append(event)
                 self.seq_sent(event["seq"])
 
 
@@ -152,7 +150,7 @@ async def test_the_seqs_of_tool_calls_and_results_are_no_gap_and_cost_no_databas
     await page.relay_events([{"type": "hidden", "seqs": [2, 3]}])
     await page.relay_events([message(4), ENDED])
 
-    assert page.frames == [message(4), ENDED]
+    assert page.events == [message(4), ENDED]
     assert page.reads == 0
     assert page.sent_seq == 4
 
@@ -163,7 +161,7 @@ async def test_a_message_the_layer_lost_is_read_from_the_database_once_then_skip
     await page.relay_events([{"type": "hidden", "seqs": [4]}])
     await page.relay_events([message(3), ENDED, message(5)])
 
-    assert page.frames == [message(2), message(3), message(5), ENDED]
+    assert page.events == [message(2), message(3), message(5), ENDED]
     assert page.reads == 1
 
 
@@ -185,7 +183,7 @@ async def test_the_turns_socket_gets_every_event_directly_and_other_tabs_one_lay
     await asyncio.wait_for(emitter.drain(), timeout=10)
 
     merged = {"type": "delta", "turn": "t", "text": "Hello"}
-    assert page.frames == [message(1), merged, refused, message(2), ENDED]
+    assert page.events == [message(1), merged, refused, message(2), ENDED]
     sent = await asyncio.wait_for(layer.receive(other_tab), timeout=1)
     assert sent == layer_message([message(1), merged, message(2), ENDED], origin="page")
     assert await layer_events(layer, other_tab) == []
@@ -197,34 +195,70 @@ DELTAS = [
 ]
 
 
-async def test_a_turns_events_share_one_layer_message_while_its_socket_gets_each_at_once() -> None:
-    layer = InMemoryChannelLayer()
-    other_tab = await layer.new_channel()
-    await layer.group_add("conversation.x", other_tab)
-    page = Page(sent_seq=0)
-    emitter = GroupEmitter(
+STARTED = {"type": "turn", "turn": "t", "state": "started"}
+STATUS = {"type": "status", "turn": "t", "text": "Looking up order 32057…"}
+
+
+def emitter_for(page: Page, layer: Any, linger: float = 3600) -> GroupEmitter:
+    return GroupEmitter(
         loop=asyncio.get_running_loop(),
         layer=layer,
         group="conversation.x",
         socket=page,
-        linger=3600,
+        linger=linger,
     )
+
+
+async def test_a_turns_events_share_one_layer_message_while_its_socket_gets_each_step_at_once() -> (
+    None
+):
+    layer = InMemoryChannelLayer()
+    other_tab = await layer.new_channel()
+    await layer.group_add("conversation.x", other_tab)
+    page = Page(sent_seq=0)
+    emitter = emitter_for(page, layer)
+    sender = asyncio.create_task(emitter.drain())
+
+    async def frames(count: int) -> bool:
+        return len(page.frames) == count
+
+    # A stored message waits for what the turn's thread sends right after it; the turn's start
+    # and a tool's status go at once.
+    emitter.put(message(1))
+    emitter.put(STARTED)
+    assert await eventually(partial(frames, 1))
+    assert await layer_events(layer, other_tab) == []
+    for event in (*DELTAS, STATUS):
+        emitter.put(event)
+    assert await eventually(partial(frames, 2))
+    for event in (message(2), ENDED):
+        emitter.put(event)
+    emitter.close()
+    await asyncio.wait_for(sender, timeout=10)
+
+    merged = {"type": "delta", "turn": "t", "text": "Hello"}
+    assert page.frames == [
+        {"type": "events", "events": [message(1), STARTED]},
+        {"type": "events", "events": [merged, STATUS]},
+        {"type": "events", "events": [message(2), ENDED]},
+    ]
+    assert await layer_events(layer, other_tab) == page.events
+
+
+async def test_a_message_that_nothing_follows_still_reaches_the_socket() -> None:
+    page = Page(sent_seq=0)
+    emitter = emitter_for(page, InMemoryChannelLayer(), linger=0.01)
     sender = asyncio.create_task(emitter.drain())
 
     async def relayed() -> bool:
         return bool(page.frames)
 
     emitter.put(message(1))
+
     assert await eventually(relayed)
-    assert await layer_events(layer, other_tab) == []
-    for event in (*DELTAS, message(2), ENDED):
-        emitter.put(event)
+    assert page.frames == [message(1)]
     emitter.close()
     await asyncio.wait_for(sender, timeout=10)
-
-    merged = {"type": "delta", "turn": "t", "text": "Hello"}
-    assert page.frames == [message(1), merged, message(2), ENDED]
-    assert await layer_events(layer, other_tab) == page.frames
 
 
 async def test_events_from_the_turns_thread_reach_its_socket_in_order_and_whole() -> None:
@@ -239,20 +273,67 @@ async def test_events_from_the_turns_thread_reach_its_socket_in_order_and_whole(
         emit(ENDED)
         return True
 
-    async def on_done(result: Any) -> None:
-        done.append(page.frames[-1])
+    def reply(result: Any) -> dict[str, Any]:
+        done.append(result)
+        return SUBMITTED
 
     try:
         await asyncio.wait_for(
-            start_turn(job, layer=layer, group="conversation.x", socket=page, on_done=on_done),
+            start_turn(job, layer=layer, group="conversation.x", socket=page, reply=reply),
             timeout=30,
         )
     finally:
         turn_executor_shutdown()
 
-    assert [event["seq"] for event in page.frames if event["type"] == "message"] == list(
+    assert [event["seq"] for event in page.events if event["type"] == "message"] == list(
         range(1, 101)
     )
-    deltas = "".join(event["text"] for event in page.frames if event["type"] == "delta")
+    deltas = "".join(event["text"] for event in page.events if event["type"] == "delta")
     assert deltas == "".join(f"{seq}," for seq in range(1, 101))
-    assert done == [ENDED]
+    assert page.events[-2:] == [ENDED, SUBMITTED]
+    assert done == [True]
+
+
+SUBMITTED = {"type": "submitted", "client_message_id": "c1", "accepted": True}
+
+
+async def test_events_relayed_together_are_one_frame_and_a_single_event_its_own() -> None:
+    page = Page(sent_seq=0)
+
+    await page.relay_events([message(1), {"type": "turn", "turn": "t", "state": "started"}])
+    await page.relay_events([{"type": "hidden", "seqs": [2, 3]}, {**DELTAS[0]}])
+    await page.relay_events([message(4), ENDED])
+
+    assert page.frames == [
+        {
+            "type": "events",
+            "events": [message(1), {"type": "turn", "turn": "t", "state": "started"}],
+        },
+        DELTAS[0],
+        {"type": "events", "events": [message(4), ENDED]},
+    ]
+
+
+async def test_the_reply_to_the_turns_socket_shares_the_frame_of_the_turns_end() -> None:
+    layer = InMemoryChannelLayer()
+    other_tab = await layer.new_channel()
+    await layer.group_add("conversation.x", other_tab)
+    page = Page(sent_seq=0)
+    emitter = emitter_for(page, layer)
+    sender = asyncio.create_task(emitter.drain())
+
+    async def relayed() -> bool:
+        return bool(page.frames)
+
+    emitter.put(STARTED)
+    assert await eventually(relayed)
+    emitter.put(message(2))
+    emitter.put(ENDED)
+    # The turn's end waits for the reply while the turn's thread returns (at most ``linger``).
+    await asyncio.sleep(0.2)
+    assert page.frames == [STARTED]
+    emitter.close(SUBMITTED)
+    await asyncio.wait_for(sender, timeout=10)
+
+    assert page.frames == [STARTED, {"type": "events", "events": [message(2), ENDED, SUBMITTED]}]
+    assert await layer_events(layer, other_tab) == [STARTED, message(2), ENDED]

@@ -21,6 +21,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from chat.engine.demo.model import DemoModel
 from chat.live import realtime
 from chat.live.conversations import conversation_start, events_since
+from chat.live.emitter import layer_message
 from chat.models import Conversation, Turn
 from orders.models import Customer
 from tests.chat.sockets import (
@@ -133,8 +134,8 @@ async def test_a_turns_events_go_through_redis_to_every_member_but_the_socket_th
         await layer.group_add("conversation.x", channel)
     events = [{"type": "delta", "turn": "t", "text": "Hello"}]
 
-    await layer.group_send("conversation.x", realtime.layer_message(events, origin=sender))
-    await layer.group_send("conversation.x", realtime.layer_message(events))
+    await layer.group_send("conversation.x", layer_message(events, origin=sender))
+    await layer.group_send("conversation.x", layer_message(events))
 
     assert (await layer.receive(other))["events"] == events
     assert (await layer.receive(other))["events"] == events
