@@ -9,8 +9,8 @@ fails on:
 - a package importing one above it: ``chat.engine`` ← the log ids and tracer
   (``anycompany.logcontext``, ``anycompany.telemetry``), the database pool
   (``anycompany.dbpool``) and the cache's counters (``anycompany.counters``) ← ``orders`` ←
-  ``chat.tools`` (and the models) ← ``chat.live`` ← ``chat.staff`` ← ``chat.evals`` ← the app's
-  entry points and the project;
+  ``chat.tools`` (and the models) ← ``chat.live`` ← ``chat.staff`` ← ``chat.evals`` ← the
+  app's entry points and the project;
 - a ``chat.engine`` module importing Django, Channels or asyncio, or boto3/botocore outside
   ``chat.engine.bedrock``;
 - a module over 400 lines (migrations excepted).
