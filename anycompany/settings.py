@@ -337,6 +337,8 @@ BEDROCK_CONNECT_TIMEOUT = env_float("BEDROCK_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 # Per socket read (streams send chunks often); attempts times this stays under the turn deadline.
 BEDROCK_READ_TIMEOUT = env_float("BEDROCK_READ_TIMEOUT", 30.0, minimum=1.0)
 BEDROCK_MAX_ATTEMPTS = env_int("BEDROCK_MAX_ATTEMPTS", 3, minimum=1)
+# botocore's own check of each request before it is sent; Bedrock checks it again either way.
+BEDROCK_VALIDATE_REQUESTS = env_bool("BEDROCK_VALIDATE_REQUESTS", False)
 
 # Turns run on a dedicated executor so a slow model call never blocks another socket. A turn
 # thread mostly waits on the model and holds no database connection meanwhile, so many are

@@ -35,7 +35,8 @@ class Outcome:
 
 
 def bedrock_client(endpoint_url: str, *, pool: int = 10) -> Any:
-    """A ``bedrock-runtime`` client configured like the app's (standard retries, timeouts)."""
+    """A ``bedrock-runtime`` client configured like the app's (standard retries, timeouts, no
+    request validation: ``BEDROCK_VALIDATE_REQUESTS``'s default)."""
     session = boto3.session.Session(
         aws_access_key_id="bench",
         aws_secret_access_key="bench",  # noqa: S106 - the stand-in checks no signature
@@ -49,6 +50,7 @@ def bedrock_client(endpoint_url: str, *, pool: int = 10) -> Any:
             connect_timeout=5,
             read_timeout=30,
             max_pool_connections=pool,
+            parameter_validation=False,
         ),
     )
 

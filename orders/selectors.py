@@ -8,8 +8,10 @@ missing one.
 
 import uuid
 from datetime import datetime
+from functools import cache
 from typing import Literal
 
+from django.db import connection
 from django.db.models import Count, QuerySet
 
 from orders.models import ActorKind, Customer, Order, OrderEvent, OrderEventKind
@@ -107,10 +109,35 @@ def order_get(*, customer: Customer, order_id: str) -> Order:
 
     Raises: ``OrderNotFound`` when it does not exist or belongs to another customer.
     """
-    try:
-        return Order.objects.get(pk=order_id.strip(), customer=customer)
-    except Order.DoesNotExist:
-        raise OrderNotFound(f"No order {order_id.strip()!r} found.") from None
+    order_id = order_id.strip()
+    if connection.vendor == "postgresql":
+        # Written out: the assistant reads an order in most turns, and building this query and
+        # its result through the ORM cost three times the CPU of the read itself.
+        with connection.cursor() as cursor:
+            cursor.execute(_order_get_sql(), [order_id, customer.pk])
+            row = cursor.fetchone()
+        order = None if row is None else Order.from_db(connection.alias, _ORDER_FIELDS, row)
+    else:
+        order = Order.objects.filter(pk=order_id, customer=customer).first()
+    if order is None:
+        raise OrderNotFound(f"No order {order_id!r} found.")
+    return order
+
+
+_ORDER_FIELDS = [field.attname for field in Order._meta.concrete_fields]
+
+
+@cache
+def _order_get_sql() -> str:
+    # PostgreSQL returns every column as the model's field holds it (no converters needed).
+    meta = Order._meta
+    column = {field.name: f'"{field.column}"' for field in meta.concrete_fields}
+    columns = ", ".join(column.values())
+    # Names from the model's metadata only; both values are parameters.
+    return (
+        f'SELECT {columns} FROM "{meta.db_table}" '  # noqa: S608
+        f"WHERE {column['id']} = %s AND {column['customer']} = %s"
+    )
 
 
 def order_list(*, customer: Customer) -> list[Order]:

@@ -5,6 +5,9 @@ import os
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+# A request the tool loop builds wrong fails in botocore, before any network (and Stubber's
+# tests rely on it).
+os.environ.setdefault("BEDROCK_VALIDATE_REQUESTS", "true")
 
 from anycompany.settings import *  # noqa: F403
 from anycompany.settings import STORAGES

@@ -97,6 +97,7 @@ class ToolRegistry:
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        self._bound_specs: list[dict[str, Any]] | None = None
         for tool in tools:
             self.register(tool)
 
@@ -125,6 +126,7 @@ class ToolRegistry:
                 f"Tool {name!r} has an invalid input schema: {error.message}"
             ) from None
         self._tools[name] = tool
+        self._bound_specs = None
         return tool
 
     def unregister(self, name: str) -> None:
@@ -133,6 +135,7 @@ class ToolRegistry:
         Raises: ``KeyError`` when there is none.
         """
         del self._tools[name]
+        self._bound_specs = None
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
@@ -154,6 +157,13 @@ class ToolRegistry:
         """The tools as the loop calls them, every call acting for ``context``."""
         return BoundTools(self, context)
 
+    def bound_specs(self) -> list[dict[str, Any]]:
+        """The specs every ``BoundTools`` offers: copied once per set of tools, not per turn,
+        and shared, so they are never changed (``specs()`` gives copies to change)."""
+        if self._bound_specs is None:
+            self._bound_specs = self.specs()
+        return self._bound_specs
+
 
 def _is_tool_name(name: str) -> bool:
     return all(ch.isascii() and (ch.isalnum() or ch in "_-") for ch in name)
@@ -168,7 +178,7 @@ class BoundTools:
     def __init__(self, registry: ToolRegistry, context: ToolContext) -> None:
         self.registry = registry
         self.context = context
-        self.specs: list[dict[str, Any]] = registry.specs()
+        self.specs: list[dict[str, Any]] = registry.bound_specs()
 
     def needs_confirmation(self, name: str, tool_input: dict[str, Any]) -> bool:
         tool = self.registry.get(name)

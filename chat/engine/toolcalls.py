@@ -10,6 +10,7 @@ runs the rest once the customer has decided.
 
 import json
 import logging
+from functools import lru_cache
 from typing import Any
 
 from jsonschema.exceptions import best_match
@@ -49,15 +50,21 @@ def error_result(tool_use_id: str, reason: str) -> dict[str, Any]:
     return tool_result_block(tool_use_id, ToolOutcome("error", reason))
 
 
-def _validators(specs: list[dict[str, Any]]) -> dict[str, Validator]:
-    validators: dict[str, Validator] = {}
+def _schemas(specs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    schemas: dict[str, dict[str, Any]] = {}
     for spec in specs:
         tool_spec = spec.get("toolSpec") or {}
         name = tool_spec.get("name")
-        schema = (tool_spec.get("inputSchema") or {}).get("json") or {"type": "object"}
         if isinstance(name, str):
-            validators[name] = validator_for(schema)(schema)
-    return validators
+            schemas[name] = (tool_spec.get("inputSchema") or {}).get("json") or {"type": "object"}
+    return schemas
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Validator:
+    # Built once per process for each schema, not per turn: the tools' schemas rarely change.
+    schema = json.loads(schema_json)
+    return validator_for(schema)(schema)
 
 
 class ToolCallRunner:
@@ -66,14 +73,15 @@ class ToolCallRunner:
     def __init__(self, tools: Tools, sink: TurnSink | None) -> None:
         self.tools = tools
         self.sink = sink
-        self.validators = _validators(tools.specs)
+        self.schemas = _schemas(tools.specs)
 
     def check(self, tool_use: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """The parsed input and "" if the call may run, else ({}, a short reason for the model)."""
         name = tool_use.get("name")
-        validator = self.validators.get(name) if isinstance(name, str) else None
-        if validator is None:
+        schema = self.schemas.get(name) if isinstance(name, str) else None
+        if schema is None:
             return {}, f"Unknown tool: {str(name)[:80]}."
+        validator = _validator(json.dumps(schema, sort_keys=True))
         tool_input = parse_tool_input(tool_use.get("input"))
         if tool_input is None:
             return {}, NOT_AN_OBJECT_TEXT

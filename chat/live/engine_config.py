@@ -91,6 +91,7 @@ def bedrock_client() -> "BedrockRuntimeClient":
                     connect_timeout=settings.BEDROCK_CONNECT_TIMEOUT,
                     read_timeout=settings.BEDROCK_READ_TIMEOUT,
                     max_concurrent_turns=settings.CHAT_MAX_CONCURRENT_TURNS,
+                    validate_requests=settings.BEDROCK_VALIDATE_REQUESTS,
                 )
                 try:
                     _client = create_client(config)

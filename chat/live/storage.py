@@ -97,7 +97,10 @@ class StoringSink:
     """The loop's ``TurnSink``: stores each step in one statement, then tells the tabs.
 
     A model call's usage is written with the step that follows it (the exchange it produced, or
-    the turn's end), so a model call costs no round trip of its own.
+    the turn's end), so a model call costs no round trip of its own. So is the turn's last
+    message: an assistant message that no tool results follow is the last thing the loop
+    appends before it returns (its answer, or a call waiting for the customer's yes), so it is
+    held until the turn's end is written, in the same statement (``step``).
     """
 
     def __init__(self, *, conversation_id: uuid.UUID, turn: Turn, emit: Emit) -> None:
@@ -105,6 +108,7 @@ class StoringSink:
         self.turn = turn
         self.emit = emit
         self.calls: list[tuple[ModelCallRecord, str]] = []
+        self.held: list[NewMessage] = []
         # The highest seq this turn stored, for its "ended" event (``last_seq``).
         self.last_seq: int | None = None
 
@@ -112,19 +116,18 @@ class StoringSink:
         self.calls.append((record, telemetry.current_trace_id()))
 
     def step(self, *, messages: list[NewMessage], **changes: Any) -> list[Message]:
-        """Writes ``messages``, the usage recorded so far and ``changes`` (``Step`` fields),
-        renewing the turn's lease.
+        """Writes the held message, ``messages``, the usage recorded so far and ``changes``
+        (``Step`` fields), renewing the turn's lease; returns the stored messages.
 
         Raises: ``TurnClosed`` when recovery closed the turn meanwhile (nothing is written).
         """
-        calls = self.calls
         try:
             stored = step_write(
                 Step(
                     conversation_id=self.conversation_id,
-                    messages=messages,
+                    messages=[*self.held, *messages],
                     turn_id=self.turn.pk,
-                    model_calls=calls,
+                    model_calls=self.calls,
                     lease=lease_now(),
                     **changes,
                 )
@@ -133,20 +136,22 @@ class StoringSink:
             raise TurnClosed(str(self.turn.pk)) from None
         # Kept until written: a last write retried on a fresh connection still carries them.
         self.calls = []
+        self.held = []
         if stored:
             self.last_seq = stored[-1].seq
         connection_release()
         return stored
 
     def messages_appended(self, messages: list[dict[str, Any]]) -> None:
+        new = [
+            NewMessage(role=m["role"], kind=message_kind(m), content=m["content"]) for m in messages
+        ]
+        if messages[-1]["role"] == MessageRole.ASSISTANT:
+            # The turn's last message: written with the turn's end (``chat.live.turns``).
+            self.held += new
+            return
         # An assistant toolUse message and its results are stored together or not at all.
-        stored = self.step(
-            messages=[
-                NewMessage(role=m["role"], kind=message_kind(m), content=m["content"])
-                for m in messages
-            ],
-        )
-        messages_emit(self.emit, stored)
+        messages_emit(self.emit, self.step(messages=new))
 
     def text_delta(self, text: str) -> None:
         safe_emit(self.emit, {"type": "delta", "turn": str(self.turn.pk), "text": text})

@@ -289,9 +289,14 @@ def _run(
     client: ModelClient | None,
 ) -> None:
     """Runs the loop on the stored history, its lease renewed, and stores how the turn ended
-    (retrying on a fresh connection, so a database restart does not leave it "running")."""
+    (retrying on a fresh connection, so a database restart does not leave it "running").
+
+    The turn's last message is written with its end (``StoringSink``); when that write fails,
+    the turn fails as it does when any other step's write fails.
+    """
     storing = StoringSink(conversation_id=conversation_id, turn=turn, emit=emit)
     sink = ObservedSink(storing, turn.pk)
+    finished = False
     with held(turn.pk):
         try:
             config = turn_config(customer=customer, tools=registry)
@@ -306,16 +311,23 @@ def _run(
                 config=config,
                 sink=sink,
             )
+            if storing.held:
+                _finish(turn=turn, result=result, tools=tools, sink=storing, emit=emit)
+                finished = True
         except TurnClosed:
             return  # recovery closed it while this process was cut off from the database
         except Exception:
             # A bug or a lost database, not a model failure (those arrive as a failed
             # TurnResult): end the turn so the conversation does not stay blocked, and tell the
-            # customer in plain words.
+            # customer in plain words. An answer that could not be stored is dropped.
             logger.exception("Turn %s failed unexpectedly", turn.pk)
             result = TurnResult("failed", INTERNAL_ERROR_NOTICE, None, error_kind="internal")
-        finish = partial(_finish, turn=turn, result=result, tools=tools, sink=storing, emit=emit)
-        turn_finish_durably(finish, turn.pk)
+            storing.held = []
+        if not finished:
+            finish = partial(
+                _finish, turn=turn, result=result, tools=tools, sink=storing, emit=emit
+            )
+            turn_finish_durably(finish, turn.pk)
     sink.turn_ended(result)
 
 
@@ -347,7 +359,8 @@ def _finish(
             )
             stored = sink.step(messages=notices, turn_end=end)
     else:
-        # The turn's end, its last model call's usage and its notice: one statement.
+        # The turn's last message, its end, its last model call's usage and its notice: one
+        # statement.
         stored = sink.step(messages=notices, turn_end=end)
     messages_emit(emit, stored)
     if action is not None:

@@ -146,6 +146,14 @@ _USAGE_COLUMNS = (
     "conversation_id, turn_id, model_id, stop_reason, input_tokens, output_tokens, "
     "cache_read_tokens, cache_write_tokens, latency_ms, error, trace_id, created_at"
 )
+# The columns that differ per call (the middle of ``_usage_row``), with their SQL types.
+_USAGE_ITEM = list(
+    zip(
+        _USAGE_COLUMNS.split(", ")[2:11],
+        ("text", "text", "int", "int", "int", "int", "int", "text", "text"),
+        strict=True,
+    )
+)
 
 # The statement's parts; which ones a step uses depends on what it writes. Only these constant
 # fragments are ever joined into SQL, every value is a parameter.
@@ -171,13 +179,15 @@ _CONVERSATION_SQL = (
     "WHERE id = %s AND NOT (status = ANY(%s)) AND EXISTS (SELECT 1 FROM turn) "
     "RETURNING last_seq - %s AS base)"
 )
-# The same columns as the ORM path's, in the order of ``_usage_row``.
+# The same columns as the ORM path's, in the order of ``_usage_row``. The calls (like the
+# messages below) arrive as one JSON parameter: as arrays, one per column, turning them into SQL
+# literals cost more CPU than the rest of the step.
 _USAGE_SQL = (
     "usage AS (INSERT INTO chat_modelcall ("  # noqa: S608 - constant fragments only
     + _USAGE_COLUMNS
-    + ") SELECT %s, %s, item.*, %s::timestamptz FROM unnest(%s::text[], %s::text[], %s::int[], "
-    "%s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::text[]) AS item "
-    "WHERE EXISTS (SELECT 1 FROM turn))"
+    + ") SELECT %s, %s, item.*, %s::timestamptz FROM jsonb_to_recordset(%s::jsonb) AS item("
+    + ", ".join(f"{column} {kind}" for column, kind in _USAGE_ITEM)
+    + ") WHERE EXISTS (SELECT 1 FROM turn))"
 )
 # The customer's tokens today (``chat.models.DailyUsage``), with the calls that used them.
 _DAILY_SQL = (
@@ -190,10 +200,10 @@ _DAILY_SQL = (
 _MESSAGES_SQL = (
     "stored AS (INSERT INTO chat_message (conversation_id, turn_id, seq, role, kind, content, "
     "client_message_id, author_id, created_at) "
-    "SELECT %s, %s, conv.base + item.ord, item.role, item.kind, item.content::jsonb, "
-    "item.client_message_id, item.author_id, %s FROM conv, "
-    "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[]) "
-    "WITH ORDINALITY AS item(role, kind, content, client_message_id, author_id, ord) "
+    "SELECT %s, %s, conv.base + item.ord, item.value->>'role', item.value->>'kind', "
+    "item.value->'content', item.value->>'client_message_id', "
+    "(item.value->>'author_id')::bigint, %s FROM conv, "
+    "jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS item(value, ord) "
     "RETURNING id, seq)"
 )
 # One row saying whether the turn's and the conversation's updates went through, then the
@@ -231,21 +241,29 @@ def _write_postgresql(step: Step, now: datetime) -> list[tuple[int, int]]:
         params += [owner or "", lease_expires_at]
     if step.model_calls:
         ctes.append(_USAGE_SQL)
-        rows = [_usage_row(step, call, now) for call in step.model_calls]
+        rows = [_usage_row(step, call, now)[2:11] for call in step.model_calls]
         params += [step.conversation_id, step.turn_id, now]
-        params += [[row[column] for row in rows] for column in range(2, 11)]
+        names = [column for column, _ in _USAGE_ITEM]
+        params.append(json.dumps([dict(zip(names, row, strict=True)) for row in rows]))
         ctes.append(_DAILY_SQL)
         params += [timezone.localdate(now), _tokens(step), step.conversation_id]
     if count:
         ctes.append(_MESSAGES_SQL)
         params += [step.conversation_id, step.turn_id, now]
-        params += [
-            [m.role for m in step.messages],
-            [m.kind for m in step.messages],
-            [json.dumps(m.content) for m in step.messages],
-            [m.client_message_id for m in step.messages],
-            [m.author_id for m in step.messages],
-        ]
+        params.append(
+            json.dumps(
+                [
+                    {
+                        "role": m.role,
+                        "kind": m.kind,
+                        "content": m.content,
+                        "client_message_id": m.client_message_id,
+                        "author_id": m.author_id,
+                    }
+                    for m in step.messages
+                ]
+            )
+        )
         result = _RESULT_SQL
     else:
         result = _RESULT_NO_MESSAGES_SQL if updates_conversation else _RESULT_NO_CONVERSATION_SQL

@@ -65,6 +65,12 @@ def test_a_bad_prompt_caching_choice_is_named_at_start_up() -> None:
     assert "BEDROCK_PROMPT_CACHING must be auto or true or false" in result.stderr
 
 
+def test_a_bad_request_validation_switch_is_named_at_start_up() -> None:
+    result = run_manage("check", env={**PRODUCTION, "BEDROCK_VALIDATE_REQUESTS": "sometimes"})
+    assert result.returncode != 0
+    assert "BEDROCK_VALIDATE_REQUESTS must be true or false (got 'sometimes')." in result.stderr
+
+
 def test_demo_sign_in_is_refused_in_production() -> None:
     result = run_manage("check", env={**PRODUCTION, "DEMO_LOGIN_ENABLED": "true"})
     assert "DEMO_LOGIN_ENABLED may only be true when DEBUG is true." in result.stderr

@@ -476,6 +476,19 @@ def test_a_validation_exception_from_the_service_is_rejected(standin: BedrockSta
     assert len(standin.received) == 1
 
 
+def test_without_request_validation_bedrock_judges_the_request(
+    standin: BedrockStandIn, bedrock_settings: Settings
+) -> None:
+    bedrock_settings.BEDROCK_VALIDATE_REQUESTS = False  # the production default
+    standin.script(error_reply(400, "ValidationException", "messages.0.content: required"))
+
+    # botocore would refuse this one itself (no content); now Bedrock does, with the same outcome.
+    with pytest.raises(ModelRequestRejected):
+        model_client().converse_stream(modelId=MODEL_ID, messages=[{"role": "user"}])
+
+    assert [request.json()["messages"] for request in standin.received] == [[{"role": "user"}]]
+
+
 def test_a_complete_stream_is_parsed_by_botocore(standin: BedrockStandIn) -> None:
     tool_input = '{"order_id": "32057"}'
     standin.script(

@@ -83,6 +83,55 @@ def test_a_step_of_a_missing_turn_stores_nothing(alice: Customer) -> None:
     assert conversation.last_seq == 0
 
 
+def test_a_step_stores_its_messages_and_model_calls_as_given(alice: Customer) -> None:
+    conversation = make_conversation(alice)
+    turn = Turn.objects.create(conversation=conversation, client_message_id="m1")
+    calls = [
+        (ModelCallRecord("model-a", "tool_use", 1200, 30, 1000, 7, 41, ""), "trace-a"),
+        (ModelCallRecord("model-b", None, 0, 0, 0, 0, 9, "busy"), "trace-b"),
+    ]
+    content: list[dict[str, Any]] = [
+        {"text": "Ünïcode \"quoted\" 'text'"},
+        {"toolUse": {"toolUseId": "t", "input": {}}},
+    ]
+    note = NewMessage(
+        MessageRole.USER, MessageKind.STAFF, [{"text": "A note"}], "c-1", user_of(alice).pk
+    )
+
+    stored = step_write(
+        Step(
+            conversation_id=conversation.pk,
+            messages=[NewMessage(MessageRole.ASSISTANT, MessageKind.ASSISTANT, content), note],
+            turn_id=turn.pk,
+            model_calls=calls,
+        )
+    )
+
+    fields = ("seq", "role", "kind", "content", "client_message_id", "author_id", "turn_id")
+    rows = list(Message.objects.order_by("seq").values_list(*fields))
+    assert rows == [
+        (1, "assistant", "assistant", content, "", None, turn.pk),
+        (2, "user", "staff", [{"text": "A note"}], "c-1", user_of(alice).pk, turn.pk),
+    ]
+    assert [(m.pk, m.seq) for m in stored] == list(Message.objects.values_list("pk", "seq"))
+    usage = ModelCall.objects.order_by("latency_ms").values_list(
+        "model_id",
+        "stop_reason",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "latency_ms",
+        "error",
+        "trace_id",
+        "turn_id",
+    )
+    assert list(usage) == [
+        ("model-b", "", 0, 0, 0, 0, 9, "busy", "trace-b", turn.pk),
+        ("model-a", "tool_use", 1200, 30, 1000, 7, 41, "", "trace-a", turn.pk),
+    ]
+
+
 def test_model_calls_without_their_turn_are_refused(alice: Customer) -> None:
     conversation = make_conversation(alice)
 
