@@ -20,15 +20,12 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import json
 import os
 import platform
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +48,7 @@ from bench.operations import (
     log_problems,
     progress,
     raise_file_limit,
+    run_reported,
     server_env,
     sign_in,
 )
@@ -341,22 +339,14 @@ async def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # A plain `kill` cleans up like Ctrl-C does: through the ExitStack below.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     raise_file_limit(2 * args.conversations + 512)
-    started = time.monotonic()
-    try:
-        with contextlib.ExitStack() as stack:
-            report = asyncio.run(measure(args, stack))
-    except (BenchError, StackError, ClientError) as error:
-        progress(f"failed: {error}" + ("" if args.logs else " (--logs DIR keeps the logs)"))
-        return 1
-    except KeyboardInterrupt:
-        progress("interrupted; every process was stopped")
-        return 130
-    progress(f"done in {time.monotonic() - started:.0f} s")
-    print(json.dumps(report, indent=2) if args.json else render(report))
-    return 0
+    return run_reported(
+        lambda stack: measure(args, stack),
+        render=render,
+        as_json=args.json,
+        errors=(BenchError, StackError, ClientError),
+        hint="" if args.logs else " (--logs DIR keeps the logs)",
+    )
 
 
 if __name__ == "__main__":

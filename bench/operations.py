@@ -4,15 +4,18 @@ sign-in, the file-descriptor limit, and what the server logged."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import resource
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,33 @@ _APP_PREFIXES = (
 
 def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_reported(
+    measure: Callable[[contextlib.ExitStack[Any]], Coroutine[Any, Any, dict[str, Any]]],
+    *,
+    render: Callable[[dict[str, Any]], str],
+    as_json: bool,
+    errors: tuple[type[Exception], ...],
+    hint: str = "",
+) -> int:
+    """Runs ``measure`` with an exit stack that stops every process it started, and prints its
+    report; the exit status for ``main``. ``errors`` are reported in a line (with ``hint``)."""
+    # A plain `kill` cleans up like Ctrl-C does: through the ExitStack below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.monotonic()
+    try:
+        with contextlib.ExitStack() as stack:
+            report = asyncio.run(measure(stack))
+    except errors as error:
+        progress(f"failed: {error}{hint}")
+        return 1
+    except KeyboardInterrupt:
+        progress("interrupted; every process was stopped")
+        return 130
+    progress(f"done in {time.monotonic() - started:.0f} s")
+    print(json.dumps(report, indent=2) if as_json else render(report))
+    return 0
 
 
 def raise_file_limit(needed: int) -> None:

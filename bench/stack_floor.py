@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
 from bench import profiling
-from bench.operations import git_revision, load, progress
+from bench.operations import git_revision, load, progress, run_reported
 from bench.stack import (
     ROOT,
     Server,
@@ -395,21 +394,9 @@ async def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # A plain `kill` cleans up like Ctrl-C does: through the ExitStack below.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    started = time.monotonic()
-    try:
-        with contextlib.ExitStack() as stack:
-            report = asyncio.run(measure(args, stack))
-    except StackError as error:
-        progress(f"failed: {error}")
-        return 1
-    except KeyboardInterrupt:
-        progress("interrupted; every process was stopped")
-        return 130
-    progress(f"done in {time.monotonic() - started:.0f} s")
-    print(json.dumps(report, indent=2) if args.json else render(report))
-    return 0
+    return run_reported(
+        lambda stack: measure(args, stack), render=render, as_json=args.json, errors=(StackError,)
+    )
 
 
 if __name__ == "__main__":

@@ -144,6 +144,14 @@ def message(seq: int) -> dict[str, Any]:
 ENDED = {"type": "turn", "turn": "t", "state": "ended", "outcome": "answered"}
 
 
+async def layer_with_other_tab() -> tuple[InMemoryChannelLayer, str]:
+    """A layer whose "conversation.x" group has one member: another tab's channel."""
+    layer = InMemoryChannelLayer()
+    other_tab = await layer.new_channel()
+    await layer.group_add("conversation.x", other_tab)
+    return layer, other_tab
+
+
 async def test_the_seqs_of_tool_calls_and_results_are_no_gap_and_cost_no_database_read() -> None:
     page = Page(sent_seq=1, stored=[message(1), message(4)])
 
@@ -186,9 +194,7 @@ async def test_a_turns_end_this_socket_is_up_to_date_with_costs_no_read() -> Non
 async def test_the_turns_socket_gets_every_event_directly_and_other_tabs_one_layer_message() -> (
     None
 ):
-    layer = InMemoryChannelLayer()
-    other_tab = await layer.new_channel()
-    await layer.group_add("conversation.x", other_tab)
+    layer, other_tab = await layer_with_other_tab()
     page = Page(sent_seq=0)
     emitter = GroupEmitter(
         loop=asyncio.get_running_loop(), layer=layer, group="conversation.x", socket=page
@@ -230,9 +236,7 @@ def emitter_for(page: Page, layer: Any, linger: float = 3600) -> GroupEmitter:
 async def test_a_turns_events_share_one_layer_message_while_its_socket_gets_each_step_at_once() -> (
     None
 ):
-    layer = InMemoryChannelLayer()
-    other_tab = await layer.new_channel()
-    await layer.group_add("conversation.x", other_tab)
+    layer, other_tab = await layer_with_other_tab()
     page = Page(sent_seq=0)
     emitter = emitter_for(page, layer)
     sender = asyncio.create_task(emitter.drain())
@@ -333,9 +337,7 @@ async def test_events_relayed_together_are_one_frame_and_a_single_event_its_own(
 
 
 async def test_the_reply_to_the_turns_socket_shares_the_frame_of_the_turns_end() -> None:
-    layer = InMemoryChannelLayer()
-    other_tab = await layer.new_channel()
-    await layer.group_add("conversation.x", other_tab)
+    layer, other_tab = await layer_with_other_tab()
     page = Page(sent_seq=0)
     emitter = emitter_for(page, layer)
     sender = asyncio.create_task(emitter.drain())
