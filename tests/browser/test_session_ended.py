@@ -53,10 +53,12 @@ def test_a_message_typed_after_the_session_expired_stays_in_the_box(
     page: Any, base_url: str
 ) -> None:
     sign_in_and_start(page, base_url, "Mary Major")
-    Session.objects.all().delete()  # expired and cleared: no sign-out signal
     box = page.get_by_label("Your message")
-
+    # Typed first: the page's own resume may find the session gone before the test would type,
+    # and then the box is already read-only; either way, what was typed must stay.
     box.fill("Please cancel order 37129")
+    Session.objects.all().delete()  # expired and cleared: no sign-out signal
+
     box.press("Enter")
 
     page.locator(ENDED).wait_for()
