@@ -211,16 +211,9 @@ def stubber(bedrock_settings: Settings) -> Iterator[Stubber]:
 
 
 @pytest.fixture
-def standin(
-    monkeypatch: pytest.MonkeyPatch, bedrock_settings: Settings
-) -> Iterator[BedrockStandIn]:
-    server = BedrockStandIn()
-    server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
-    bedrock_client_reset()
-    yield server
-    bedrock_client_reset()
-    server.stop()
+def standin(bedrock_settings: Settings, bedrock_standin: BedrockStandIn) -> BedrockStandIn:
+    """The shared stand-in (``tests/chat/conftest.py``), with this module's settings."""
+    return bedrock_standin
 
 
 def drain(stream: Any) -> tuple[list[dict[str, Any]], ModelError | None]:
