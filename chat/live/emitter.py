@@ -93,18 +93,26 @@ class GroupEmitter:
         self._linger = linger
         self._reply: dict[str, Any] | None = None
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        # Events from the worker thread that the loop has yet to take (``_take``).
+        # Events from the worker thread that the loop has yet to take (``_take``); whether a
+        # ``_take`` is scheduled; whether the loop holds a batch for the socket and so takes
+        # what the thread hands it by then anyway (``_collect``).
         self._handed: list[dict[str, Any]] = []
         self._handed_lock = threading.Lock()
+        self._take_scheduled = False
+        self._collecting = False
         self.failed_sends = 0
 
     def __call__(self, event: dict[str, Any]) -> None:
         # One wake-up of the event loop per burst of events (a step's messages, a run of
-        # deltas), not one per event: the first schedules ``_take``, which takes them all.
+        # deltas), not one per event: the first schedules ``_take``, which takes them all. An
+        # event that would only join a batch the loop holds anyway (``followed``) wakes it not
+        # at all: the loop takes it when the batch is due. So a reply streamed in many deltas
+        # costs a wake-up per ``linger``, not one per delta.
         with self._handed_lock:
             self._handed.append(event)
-            if len(self._handed) > 1:
+            if self._take_scheduled or (self._collecting and followed(event)):
                 return
+            self._take_scheduled = True
         try:
             self._loop.call_soon_threadsafe(self._take)
         except RuntimeError:
@@ -114,11 +122,21 @@ class GroupEmitter:
     def _take(self) -> None:
         with self._handed_lock:
             events, self._handed = self._handed, []
+            self._take_scheduled = False
         for event in events:
-            self.put(event)
+            self._queue.put_nowait(event)
+
+    def _collect(self, collecting: bool) -> None:
+        """Whether the loop holds a batch, and will take what is handed by its due time."""
+        with self._handed_lock:
+            self._collecting = collecting
+        if not collecting:
+            self._take()  # what was left for the batch that is no longer held
 
     def put(self, event: dict[str, Any] | None) -> None:
-        """Queues an event (None: the end) from the loop's own thread."""
+        """Queues an event (None: the end) from the loop's own thread, after every event the
+        worker thread handed before."""
+        self._take()
         self._queue.put_nowait(event)
 
     def close(self, reply: dict[str, Any] | None = None) -> None:
@@ -152,6 +170,8 @@ class GroupEmitter:
             if held and (ended or not followed(held[-1]) or now >= hold_at):
                 await self._relay(coalesce(held))
                 held = []
+            if not ended:
+                self._collect(bool(held))
             if shared and (ended or self._loop.time() >= send_at):
                 await self._send(coalesce(shared))
                 shared = []
@@ -171,7 +191,7 @@ class GroupEmitter:
             async with asyncio.timeout_at(until):
                 batch.append(await self._queue.get())
         except TimeoutError:
-            pass
+            self._take()  # what the thread handed without waking the loop (``__call__``)
         while not self._queue.empty():
             batch.append(self._queue.get_nowait())
         return batch

@@ -4,6 +4,7 @@ import asyncio
 import json
 import logging
 import socket
+import time
 from functools import partial
 from typing import Any
 
@@ -314,6 +315,48 @@ async def test_events_from_the_turns_thread_reach_its_socket_in_order_and_whole(
     assert deltas == "".join(f"{seq}," for seq in range(1, 101))
     assert page.events[-2:] == [ENDED, SUBMITTED]
     assert done == [True]
+
+
+class CountingLoop:
+    """The running loop, counting the wake-ups handed to it from other threads."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.wakes = 0
+
+    def call_soon_threadsafe(self, *args: Any) -> Any:
+        self.wakes += 1
+        return self.loop.call_soon_threadsafe(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loop, name)
+
+
+async def test_a_streamed_reply_wakes_the_event_loop_once_per_linger_not_once_per_delta() -> None:
+    loop = CountingLoop(asyncio.get_running_loop())
+    page = Page(sent_seq=0)
+    emitter = GroupEmitter(
+        loop=loop,  # type: ignore[arg-type]
+        layer=InMemoryChannelLayer(),
+        group="conversation.x",
+        socket=page,
+        linger=0.5,
+    )
+    sender = asyncio.create_task(emitter.drain())
+    pieces = [f"{number}," for number in range(40)]
+
+    def stream() -> None:
+        # As a model streams: a piece every few milliseconds, each its own event.
+        for piece in pieces:
+            emitter({"type": "delta", "turn": "t", "text": piece})
+            time.sleep(0.002)
+
+    await asyncio.to_thread(stream)
+    emitter.close()
+    await asyncio.wait_for(sender, timeout=10)
+
+    assert "".join(event["text"] for event in page.events) == "".join(pieces)
+    assert loop.wakes <= 3  # the first delta, and one per 0.5 s the stream took beyond it
 
 
 SUBMITTED = {"type": "submitted", "client_message_id": "c1", "accepted": True}
