@@ -9,7 +9,8 @@ conversation sockets, through ``SessionBound``):
   the account is active). That is one statement, never cached: a cache of even a second would
   let an action through after signing out. Only the decoding and the HMAC are skipped while
   both rows are exactly the ones the socket last verified. A customer's message or decision
-  makes its limit checks in the same trip to a worker thread (``still_allowed_then``);
+  makes its limit checks, and then runs its turn, in the same trip to a worker thread
+  (``checked_run``);
 - joins its user's group (``user_group``), through which signing out (``user_logged_out``),
   deactivation or deletion (``post_save``/``post_delete`` on the user) close it at once, and a
   change of groups or permissions makes it check again (``connect_signals``);
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +51,17 @@ SESSION_ENDED = "session.ended"
 ACCESS_CHANGED = "access.changed"
 # Expiry is checked again at least this often, for session stores that do not say when.
 EXPIRY_RECHECK_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What ``SessionBound.checked_run`` did: ``code`` closes the socket; ``ran`` says whether the
+    job ran (and returned ``result``)."""
+
+    code: int | None
+    expires_at: datetime | None
+    ran: bool = False
+    result: Any = None
 
 
 def user_group(user_id: object) -> str:
@@ -100,22 +113,37 @@ class SessionBound:
 
     async def still_allowed(self) -> bool:
         """Whether the socket may still act; if not, closes it with the code that says why."""
-        allowed, _ = await self.still_allowed_then(None)
-        return allowed
-
-    async def still_allowed_then(self, then: Callable[[], Any] | None) -> tuple[bool, Any]:
-        """``still_allowed``, and if so what ``then`` (blocking) returns: run right after the
-        check, in the same worker thread."""
         if self._closing:
-            return False, None
-        code, expires_at, result = await short_query(self._refusal)(then)
+            return False
+        code, expires_at, _ = await short_query(self._refusal)(None)
+        return await self.checked_settle(code, expires_at)
+
+    def checked_run(
+        self, job: Callable[..., Any], refusal: Callable[[], Any], *, emit: Callable[..., None]
+    ) -> Checked:
+        """The socket's check, then ``refusal`` (the action's limits: an event saying why it
+        is refused, or None), then ``job(emit=emit)`` if both let it through. Blocking: on the
+        thread that runs the job, so an action costs one trip off the event loop, not two.
+        Settle the outcome on the loop (``checked_settle``)."""
+        if self._closing:
+            return Checked(None, None)
+        code, expires_at, refused = self._refusal(refusal)
+        if code is not None:
+            return Checked(code, expires_at)
+        if refused is not None:
+            emit(refused)
+            return Checked(None, expires_at)
+        return Checked(None, expires_at, ran=True, result=job(emit=emit))
+
+    async def checked_settle(self, code: int | None, expires_at: datetime | None) -> bool:
+        """Closes the socket if the check refused it (``code``); else keeps its expiry timer."""
         if code is not None:
             await self.close_for(code)
-            return False, None
+            return False
         # The timer is set when the socket binds and again when it fires (``_expiry_due``).
-        if self._expiry_timer is None:
+        if self._expiry_timer is None and not self._closing:
             self._schedule_expiry(expires_at)
-        return True, result
+        return True
 
     async def close_for(self, code: int) -> None:
         if not self._closing:

@@ -28,7 +28,7 @@ from django.core.exceptions import PermissionDenied
 
 from anycompany import logcontext
 from chat.live import limits, realtime, sweep
-from chat.live.access import CLOSE_FORBIDDEN, CLOSE_SESSION_ENDED, SessionBound
+from chat.live.access import CLOSE_FORBIDDEN, CLOSE_SESSION_ENDED, Checked, SessionBound
 from chat.live.conversations import ConversationNotFound, conversation_get
 from chat.live.dbcalls import short_query
 from chat.live.frames import (
@@ -209,13 +209,10 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
         kind = frame["type"]
         if kind == "ping":
             await self.send_json({"type": "pong"})
-        elif kind in ("send", "decide"):
-            if not await self.turn_allowed(budget=kind == "decide"):
-                return
-            if kind == "send":
-                await self.start_send(frame["text"], frame["client_message_id"])
-            else:
-                await self.start_decide(frame["action_id"].lower(), frame["approve"])
+        elif kind == "send":
+            self.start_send(frame["text"], frame["client_message_id"])
+        elif kind == "decide":
+            self.start_decide(frame["action_id"].lower(), frame["approve"])
         elif not await self.still_allowed():
             return
         elif kind == "resume":
@@ -238,18 +235,9 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
             return False
         return True
 
-    async def turn_allowed(self, *, budget: bool) -> bool:
-        """The session check, then the customer's limits, in one trip to a worker thread; a
-        limit reached is told in an "error" frame."""
-        allowed, refused = await self.still_allowed_then(
-            partial(self.limits_refusal, budget=budget)
-        )
-        if refused is not None:
-            await self.send_json(limits.refusal_event(refused))
-        return allowed and refused is None
-
-    def limits_refusal(self, *, budget: bool) -> limits.LimitExceeded | None:
-        """The limit a message or decision now would go over, if any. Blocking.
+    def limits_refusal(self, *, budget: bool) -> dict[str, Any] | None:
+        """The "error" event of the limit a message or decision now would go over, if any.
+        Blocking.
 
         A message's daily token budget is checked by its turn, in the turn's first read
         (``chat.live.intake``); ``budget`` checks it here (a decision on a confirmation).
@@ -262,20 +250,33 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
             else:
                 limits.rate_limit_hit(user_id=user_id)
         except limits.LimitExceeded as refused:
-            return refused
+            return limits.refusal_event(refused)
         return None
 
-    async def start_send(self, text: str, client_message_id: str) -> None:
-        def reply(accepted: object) -> dict[str, Any] | None:
-            if not self.counted:
-                return None
-            return {
-                "type": "submitted",
-                "client_message_id": client_message_id,
-                "accepted": bool(accepted),
-            }
+    def start_checked(
+        self, job: Callable[..., Any], *, budget: bool, reply: Callable[[Any], dict[str, Any]]
+    ) -> None:
+        """Runs ``job`` as a turn once the socket's check and the customer's limits pass, all
+        on the turn's thread; ``reply`` makes this socket's last word from what it returned."""
+
+        async def settled(checked: Checked | None) -> dict[str, Any] | None:
+            if checked is None:  # the turn raised: its "error" event says so
+                return reply(None) if self.counted else None
+            allowed = await self.checked_settle(checked.code, checked.expires_at)
+            if not (allowed and checked.ran and self.counted):
+                return None  # closed, or refused by a limit (its "error" event said why)
+            return reply(checked.result)
 
         realtime.start_turn(
+            partial(self.checked_run, job, partial(self.limits_refusal, budget=budget)),
+            layer=self.channel_layer,
+            group=self.group,
+            socket=self,
+            reply=settled,
+        )
+
+    def start_send(self, text: str, client_message_id: str) -> None:
+        self.start_checked(
             partial(
                 turn_submit,
                 conversation=self.conversation,
@@ -283,19 +284,16 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
                 text=text,
                 client_message_id=client_message_id,
             ),
-            layer=self.channel_layer,
-            group=self.group,
-            socket=self,
-            reply=reply,
+            budget=False,
+            reply=lambda accepted: {
+                "type": "submitted",
+                "client_message_id": client_message_id,
+                "accepted": bool(accepted),
+            },
         )
 
-    async def start_decide(self, action_id: str, approve: bool) -> None:
-        def reply(accepted: object) -> dict[str, Any] | None:
-            if not self.counted:
-                return None
-            return {"type": "decided", "action_id": action_id, "accepted": bool(accepted)}
-
-        realtime.start_turn(
+    def start_decide(self, action_id: str, approve: bool) -> None:
+        self.start_checked(
             partial(
                 action_decide,
                 conversation=self.conversation,
@@ -303,10 +301,12 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
                 action_id=action_id,
                 approve=approve,
             ),
-            layer=self.channel_layer,
-            group=self.group,
-            socket=self,
-            reply=reply,
+            budget=True,
+            reply=lambda accepted: {
+                "type": "decided",
+                "action_id": action_id,
+                "accepted": bool(accepted),
+            },
         )
 
     async def start_handoff(self) -> None:

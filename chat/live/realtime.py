@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import IO, Any
@@ -74,7 +74,7 @@ async def _run_turn(
     layer: Any,
     group: str,
     socket: Relay | None,
-    reply: Callable[[Any], dict[str, Any] | None] | None,
+    reply: Callable[[Any], Awaitable[dict[str, Any] | None]] | None,
     executor: ThreadPoolExecutor | None = None,
 ) -> Any:
     loop = asyncio.get_running_loop()
@@ -96,7 +96,7 @@ async def _run_turn(
             # which would put it after the marker and leave the sender waiting forever).
             emitter.put(dict(FAILED_EVENT))
         if reply is not None:
-            last_word = reply(result)
+            last_word = await reply(result)
     finally:
         emitter.close(last_word)
         await sender
@@ -109,7 +109,7 @@ def start_turn(
     layer: Any,
     group: str,
     socket: Relay | None = None,
-    reply: Callable[[Any], dict[str, Any] | None] | None = None,
+    reply: Callable[[Any], Awaitable[dict[str, Any] | None]] | None = None,
 ) -> asyncio.Task[Any]:
     """Runs ``job(emit=...)`` on the turn pool as a task that outlives the socket.
 

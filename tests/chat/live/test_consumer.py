@@ -16,10 +16,11 @@ from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.contrib.auth.models import User
 
-from chat.live import realtime
+from chat.live import access, consumers, limits, realtime
 from chat.live.conversations import conversation_start, events_since, message_event
 from chat.live.emitter import layer_message
 from chat.live.storage import messages_append, notice
+from chat.live.turns import turn_submit
 from chat.models import Conversation, Message, Turn
 from orders.models import Customer, Order, OrderEvent, OrderStatus
 from tests.chat.factories import spend_tokens
@@ -361,6 +362,42 @@ async def test_a_turn_survives_the_socket_closing(
     assert events[1]["text"]
     turn = await Turn.objects.aget(conversation=conversation)
     assert turn.state == "completed"
+
+
+async def test_a_messages_session_check_and_limits_run_on_its_turns_own_thread(
+    conversation: Conversation, alice_user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One trip off the event loop per message: the check, the limits and the turn in a row on
+    # one turn-pool thread, not the check on another pool first.
+    threads: dict[str, list[str]] = {"check": [], "limit": [], "turn": []}
+    real_check, real_hit, real_submit = access.session_check, limits.rate_limit_hit, turn_submit
+
+    def check(*args: Any, **kwargs: Any) -> Any:
+        threads["check"].append(threading.current_thread().name)
+        return real_check(*args, **kwargs)
+
+    def hit(**kwargs: Any) -> None:
+        threads["limit"].append(threading.current_thread().name)
+        real_hit(**kwargs)
+
+    def submit(**kwargs: Any) -> bool:
+        threads["turn"].append(threading.current_thread().name)
+        return real_submit(**kwargs)
+
+    monkeypatch.setattr(access, "session_check", check)
+    monkeypatch.setattr(limits, "rate_limit_hit", hit)
+    monkeypatch.setattr(consumers, "turn_submit", submit)
+    socket = await signed_in_socket(alice_user, conversation.pk)
+    await socket.send({"type": "ping"})  # answered once the socket's opening check is done
+    await socket.receive_until(lambda event: event.get("type") == "pong")
+    threads["check"].clear()
+
+    await take_turn(socket, "Hello")
+    await socket.close()
+
+    assert len(threads["turn"]) == 1
+    assert threads["turn"][0].startswith("chat-turn")
+    assert threads == {"check": threads["turn"], "limit": threads["turn"], "turn": threads["turn"]}
 
 
 # --- Limits -----------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ async def test_a_turn_that_raises_still_ends_and_leaves_nothing_in_flight() -> N
         emit({"type": "delta", "turn": "t", "text": "Hel"})
         raise RuntimeError("a bug in the turn")
 
-    def reply(result: Any) -> None:
+    async def reply(result: Any) -> None:
         done.append(result)
 
     try:
@@ -341,7 +341,7 @@ async def test_events_from_the_turns_thread_reach_its_socket_in_order_and_whole(
         emit(ENDED)
         return True
 
-    def reply(result: Any) -> dict[str, Any]:
+    async def reply(result: Any) -> dict[str, Any]:
         done.append(result)
         return SUBMITTED
 

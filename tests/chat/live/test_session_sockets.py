@@ -204,6 +204,47 @@ def test_an_expired_or_deleted_session_fails_even_when_verified_before(alice_use
     assert session_check(key, alice_user.pk, verified=verified).user is None
 
 
+@pytest.fixture
+def other_databases(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite (``make run``) and other databases take the ORM path: the same reads and the same
+    # ``auth.get_user`` rules, without PostgreSQL's one statement.
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+
+
+@pytest.mark.usefixtures("other_databases")
+def test_on_other_databases_the_check_still_follows_every_rule(alice_user: User) -> None:
+    key = signed_in(alice_user).cookies["sessionid"].value
+
+    with CaptureQueriesContext(connection) as queries:
+        check = session_check(key, alice_user.pk)
+    assert len(queries) == 3  # the session, its user, its expiry: not the one statement
+    assert check.user == alice_user
+    assert check.expires_at == Session.objects.get(session_key=key).expire_date
+    assert session_check(key, alice_user.pk + 1).user is None  # someone else's session
+
+    User.objects.filter(pk=alice_user.pk).update(is_active=False)
+    assert session_check(key, alice_user.pk).user is None
+    User.objects.filter(pk=alice_user.pk).update(is_active=True)
+    Session.objects.filter(session_key=key).update(expire_date=timezone.now())
+    assert session_check(key, alice_user.pk).user is None
+    assert session_check(None, alice_user.pk).user is None
+
+
+def test_with_sessions_outside_the_database_the_check_follows_the_store(
+    alice_user: User, settings: Any
+) -> None:
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+    client = signed_in(alice_user)
+    key = client.cookies["sessionid"].value
+
+    check = session_check(key, alice_user.pk)
+    assert check.user == alice_user
+    assert check.expires_at is None  # such a store does not say: the socket re-checks on a timer
+
+    client.logout()
+    assert session_check(key, alice_user.pk).user is None
+
+
 # --- Staff sockets --------------------------------------------------------------------------------
 
 
