@@ -2,8 +2,9 @@
 
 What belongs here: the customer's websocket and its frames (``consumers``, ``frames``), whether
 a socket's session and user still hold (``access``), keeping sockets open while the channel
-layer is away (``livelink``), getting turns off the event loop and events to every tab
-(``realtime``, ``emitter``, ``relay``, ``layer``), taking a message in (``intake``), running turns
+layer is away and knowing which other sockets share a conversation (``livelink``), getting
+turns off the event loop and events to every tab (``realtime``, ``emitter``, ``relay``,
+``layer``), taking a message in (``intake``), running turns
 (``turns``, ``confirmations``), what a turn logs and traces (``observe``), closing turns whose
 process died (``leases``, ``recovery``, ``sweep``), storing and showing conversations
 (``writes``, ``storage``, ``conversations``), what the model sees of them (``model_history``),

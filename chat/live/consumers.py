@@ -149,7 +149,9 @@ class ChatConsumer(StoredRelay, SessionBound, LiveLink, JsonFrameConsumer):
         # For the rest of this connection's task: its log lines and its turns carry the id.
         logcontext.bind_rest(conversation_id=self.conversation.pk)
         self.group = realtime.group_name(self.conversation.pk)
-        await self.live_join(self.group)
+        # Announced before any read of the stored messages (this connect's or the page's
+        # resume), so a turn of another tab that the read misses is sent to this one.
+        await self.live_join(self.group, announce=True)
         await self.accept()
         self.counted = True
         realtime.websocket_opened()

@@ -9,7 +9,9 @@ of up to ``LAYER_LINGER_SECONDS`` in one layer message (``layer_message``), back
 merged, naming the starting socket's channel, which gets no copy (``chat.live.layer``). The
 layer is at-most-once; the database stays the source of truth (``chat.live.relay``). Layer sends
 of the whole process share a few slots (``LAYER_SEND_SLOTS``) and so a few reused Redis
-connections.
+connections. When the starting socket knows that no other socket is in the group (one tab,
+nobody watching: ``Relay.live_alone``, ``chat.live.livelink``), nothing goes through the layer,
+but a handoff change still tells the staff inbox.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ class Relay(Protocol):
     channel_name: str
 
     async def relay_events(self, events: list[dict[str, Any]]) -> None: ...
+
+    def live_alone(self, group: str) -> bool:
+        """Whether this socket knows that no other socket is in ``group``."""
+        ...
 
 
 def layer_message(events: list[dict[str, Any]], origin: str | None = None) -> dict[str, Any]:
@@ -206,11 +212,17 @@ class GroupEmitter:
             logger.warning("Could not relay a turn's events to its socket.", exc_info=True)
 
     async def _send(self, events: list[dict[str, Any]]) -> None:
+        # Asked at each send: a tab that opens during the turn gets the rest of it.
+        alone = self._socket is not None and self._socket.live_alone(self._group)
+        handoff = any(event.get("type") == "handoff" for event in events)
+        if alone and not handoff:
+            return
         origin = None if self._socket is None else self._socket.channel_name
         async with send_slots():
             try:
-                await self._layer.group_send(self._group, layer_message(events, origin))
-                if any(event.get("type") == "handoff" for event in events):
+                if not alone:
+                    await self._layer.group_send(self._group, layer_message(events, origin))
+                if handoff:
                     await self._layer.group_send(INBOX_GROUP, {"type": INBOX_CHANGED})
             except Exception:
                 # The layer is best effort; the database keeps every stored message. While

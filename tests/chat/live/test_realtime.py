@@ -12,7 +12,15 @@ import pytest
 from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
 
-from chat.live.emitter import EVENTS, GroupEmitter, coalesce, layer_message
+from chat.live.emitter import (
+    EVENTS,
+    INBOX_CHANGED,
+    INBOX_GROUP,
+    GroupEmitter,
+    coalesce,
+    layer_message,
+)
+from chat.live.livelink import JOINED, presence_message
 from chat.live.realtime import metrics, start_turn, turn_executor_shutdown
 from chat.live.relay import StoredRelay
 from tests.chat.sockets import eventually, frame_events
@@ -112,11 +120,14 @@ async def test_a_layer_that_is_away_costs_one_traceback_per_turn_not_one_per_eve
 class Page(StoredRelay):
     """What a socket's page got from the relay (``events``, in ``frames`` websocket frames), and
     how often the socket read the database (``stored``: the conversation's visible messages
-    there)."""
+    there). ``alone``: the socket knows no other is in its group."""
 
     channel_name = "page"
 
-    def __init__(self, sent_seq: int, stored: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, sent_seq: int, stored: list[dict[str, Any]] | None = None, *, alone: bool = False
+    ) -> None:
+        self.alone = alone
         self.sent_seq = sent_seq
         self.hidden_seqs: set[int] = set()
         self.send_lock = asyncio.Lock()
@@ -128,6 +139,9 @@ class Page(StoredRelay):
     async def send_json(self, content: Any, close: bool = False) -> None:
         self.frames.append(content)
         self.events += frame_events(json.dumps(content))
+
+    def live_alone(self, group: str) -> bool:
+        return self.alone
 
     async def send_stored(self, after_seq: int | None = None) -> None:
         self.reads += 1
@@ -212,6 +226,38 @@ async def test_the_turns_socket_gets_every_event_directly_and_other_tabs_one_lay
     sent = await asyncio.wait_for(layer.receive(other_tab), timeout=1)
     assert sent == layer_message([message(1), merged, message(2), ENDED], origin="page")
     assert await layer_events(layer, other_tab) == []
+
+
+async def test_a_socket_alone_in_its_group_makes_no_layer_send_but_a_handoff_tells_the_inbox() -> (
+    None
+):
+    # Another member the socket does not know of: nothing reaches it, so nothing was sent.
+    layer, other_tab = await layer_with_other_tab()
+    inbox = await layer.new_channel()
+    await layer.group_add(INBOX_GROUP, inbox)
+    page = Page(sent_seq=0, alone=True)
+    emitter = GroupEmitter(
+        loop=asyncio.get_running_loop(), layer=layer, group="conversation.x", socket=page
+    )
+    handoff = {"type": "handoff", "status": "waiting_for_agent"}
+    for event in (message(1), handoff, ENDED):
+        emitter.put(event)
+    emitter.close()
+
+    await asyncio.wait_for(emitter.drain(), timeout=10)
+
+    assert page.events == [message(1), handoff, ENDED]
+    assert await layer_events(layer, other_tab) == []
+    assert await asyncio.wait_for(layer.receive(inbox), timeout=1) == {"type": INBOX_CHANGED}
+
+
+async def test_an_announcement_relays_nothing_on_a_socket_that_does_not_know_them() -> None:
+    # What a socket of an earlier release makes of it during a deploy.
+    page = Page(sent_seq=0)
+
+    await page.chat_events(presence_message(JOINED, "conversation.x", "another-tab"))
+
+    assert page.frames == []
 
 
 DELTAS = [

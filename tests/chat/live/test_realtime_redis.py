@@ -124,6 +124,41 @@ async def test_a_turn_started_in_one_process_is_seen_live_in_another(
     await there.close()
 
 
+async def test_tabs_in_two_processes_see_each_others_turns_live_when_the_other_opened_first(
+    server: int, alice: Customer
+) -> None:
+    assert alice.user is not None
+    conversation = await sync_to_async(conversation_start)(user=alice.user)
+    cookie = await sync_to_async(session_cookie)(alice.user)
+    there = await RawWebSocket.connect(server, conversation_path(conversation.pk), cookie=cookie)
+    await there.send({"type": "resume", "after_seq": 0})
+    await there.send({"type": "ping"})
+    await there.receive_until(lambda event: event.get("type") == "pong")
+    here = await signed_in_socket(alice.user, conversation.pk)
+    await here.send({"type": "resume", "after_seq": 0})
+
+    # Here knows of there from joining; there, from here's announcement.
+    mine, theirs = send_frame(GREETING), send_frame(GREETING)
+    await here.send(mine)
+    await here.receive_until(is_submitted(mine["client_message_id"]))
+    await there.receive_until(lambda event: is_turn_end(event) and event.get("last_seq") == 2)
+    await there.send(theirs)
+    await there.receive_until(is_submitted(theirs["client_message_id"]))
+    await here.receive_until(lambda event: is_turn_end(event) and event.get("last_seq") == 4)
+
+    # Deltas only ever travel live: the database has none.
+    for events in (here.events, there.events):
+        kinds = [event["type"] for event in events]
+        assert kinds.count("delta") >= 2
+        assert [event["seq"] for event in events if event["type"] == "message"] == [1, 2, 3, 4]
+    here_deltas = [e for e in here.events if e["type"] == "delta"]
+    there_deltas = [e for e in there.events if e["type"] == "delta"]
+    assert {e["turn"] for e in here_deltas} == {e["turn"] for e in there_deltas}
+    assert len({e["turn"] for e in here_deltas}) == 2
+    await here.close()
+    await there.close()
+
+
 async def test_a_turns_events_go_through_redis_to_every_member_but_the_socket_that_started_it(
     settings: Any,
 ) -> None:
