@@ -70,8 +70,8 @@ class Socket:
         self.connected = False
         self.close_code: int | None = None
 
-    async def connect(self) -> Socket:
-        connected, code = await self.communicator.connect(timeout=10)
+    async def connect(self, within: float = 10) -> Socket:
+        connected, code = await self.communicator.connect(timeout=within)
         self.connected = bool(connected)
         self.close_code = None if connected else code
         return self
