@@ -3,7 +3,9 @@ conversation's messages (``resume`` frames), opening sockets, starting conversat
 in words what to do; counts live in the cache, per user, so another user is unaffected."""
 
 import os
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -131,3 +133,31 @@ def test_in_redis_the_rate_limit_counts_per_user_and_minute_in_keys_that_expire(
     key = f"chat:rate:1:{minute}"
     assert cache.get(key) == 3  # the refused attempt counts too
     assert 0 < redis.Redis.from_url(url).ttl(cache.make_key(key)) <= 120
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
+def test_counting_from_many_threads_shares_one_redis_connection(settings: Any) -> None:
+    # Turns count on their own threads, hundreds of them: one connection each would be
+    # hundreds of connections, each opened on a turn's first count.
+    url = os.environ["REDIS_URL"]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+        }
+    }
+    server = redis.Redis.from_url(url)
+    first_minute = int(time.time() // 60)
+    limits.rate_limit_hit(user_id=1)  # the first count connects
+    opened_before = server.info("stats")["total_connections_received"]
+
+    for _ in range(16):  # one after another, each on a thread of its own
+        with ThreadPoolExecutor(max_workers=1) as thread:
+            thread.submit(limits.rate_limit_hit, user_id=1).result()
+
+    opened = server.info("stats")["total_connections_received"] - opened_before
+    assert opened <= 2  # the info calls' own connection; no thread opened one
+    minutes = range(first_minute, int(time.time() // 60) + 1)
+    assert sum(cache.get(f"chat:rate:1:{minute}", 0) for minute in minutes) == 17
