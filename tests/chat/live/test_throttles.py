@@ -106,11 +106,8 @@ def test_starting_conversations_past_the_limit_answers_429_with_a_message(
     assert Conversation.objects.filter(customer=alice).count() == 2
 
 
-@pytest.mark.redis
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
-def test_in_redis_the_rate_limit_counts_per_user_and_minute_in_keys_that_expire(
-    settings: Any,
-) -> None:
+def redis_cache(settings: Any) -> str:
+    """Makes the cache the real Redis, with keys of this test's own; its URL."""
     url = os.environ["REDIS_URL"]
     settings.CACHES = {
         "default": {
@@ -119,6 +116,15 @@ def test_in_redis_the_rate_limit_counts_per_user_and_minute_in_keys_that_expire(
             "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
         }
     }
+    return url
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
+def test_in_redis_the_rate_limit_counts_per_user_and_minute_in_keys_that_expire(
+    settings: Any,
+) -> None:
+    url = redis_cache(settings)
     settings.CHAT_RATE_LIMIT_PER_MINUTE = 2
     minute = 29_000_000
     start = minute * 60.0
@@ -140,14 +146,7 @@ def test_in_redis_the_rate_limit_counts_per_user_and_minute_in_keys_that_expire(
 def test_counting_from_many_threads_shares_one_redis_connection(settings: Any) -> None:
     # Turns count on their own threads, hundreds of them: one connection each would be
     # hundreds of connections, each opened on a turn's first count.
-    url = os.environ["REDIS_URL"]
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": url,
-            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
-        }
-    }
+    url = redis_cache(settings)
     server = redis.Redis.from_url(url)
     first_minute = int(time.time() // 60)
     limits.rate_limit_hit(user_id=1)  # the first count connects
