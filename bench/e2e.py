@@ -10,6 +10,7 @@ its own floor: the same model calls made directly with boto3 against the same st
     .venv/bin/python bench/e2e.py --quick        # a smoke run (well under a minute)
     .venv/bin/python bench/e2e.py --rows 4 --runs 1 --json > thousand.json
     .venv/bin/python bench/e2e.py --profile profile.txt --rows 1 --runs 1
+    .venv/bin/python bench/e2e.py --steps --rows 1 --runs 1   # server CPU per step of a turn
 
 See bench/README.md for what each number means.
 """
@@ -107,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="PostgreSQL max_connections (300, as scripts/with-services)")  # fmt: skip
     add("--profile", nargs="?", const="", metavar="FILE", help="profile sequential turns with "
         "py-spy; FILE keeps the collapsed stacks (speedscope reads them)")  # fmt: skip
+    add("--steps", action="store_true", help="run the server under bench.steps and report its "
+        "CPU per step of the sequential turns (the wrappers cost ~1 µs a call)")  # fmt: skip
     add("--json", action="store_true", help="print the results as JSON on stdout")
     add("--logs", metavar="DIR", help="keep the server, PostgreSQL, Redis and stand-in logs here")
     args = parser.parse_args(argv)
@@ -130,12 +133,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- Setup and runs -----------------------------------------------------------------------------
 
 
-def _start_server(env: dict[str, str], workdir: Path, name: str) -> Server:
+def _start_server(env: dict[str, str], workdir: Path, name: str, *, steps: bool = False) -> Server:
     port = free_port()
     return start_daphne(
-        {**env, "CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{port}"},
+        {
+            **env,
+            "CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{port}",
+            "BENCH_STEPS_FILE": str(workdir / f"{name}-steps.json"),
+        },
         workdir / f"{name}.log",
         port=port,
+        steps=steps,
     )
 
 
@@ -182,7 +190,7 @@ async def one_run(
     long_conversation: tuple[Customer, str] | None,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"load_before": load()}
-    server = _start_server(env, workdir, f"server-run{number}")
+    server = _start_server(env, workdir, f"server-run{number}", steps=args.steps)
     try:
         _repoint(shared["customers"], server.port)
         run = Run(

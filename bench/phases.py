@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
 import statistics
 import time
 import uuid
@@ -88,6 +90,44 @@ class Run:
         """The stand-in's record per turn token: calls, model_ms, messages, tool_ok."""
         turns: dict[str, dict[str, Any]] = self.standin.control("GET", "turns")
         return turns
+
+
+def server_cpu(run: Run) -> tuple[float, float]:
+    """CPU seconds the server has used: in all, and on its event loop's thread (daphne's main
+    thread: sockets, frames, dispatch). The rest is the turns' worker threads."""
+    pid = run.server.pid
+    return cpu_seconds(pid), cpu_seconds(pid, thread=pid)
+
+
+def server_cpu_since(run: Run, before: tuple[float, float]) -> tuple[float, float]:
+    """``server_cpu`` used since ``before`` (an earlier reading of it)."""
+    total, loop = server_cpu(run)
+    return total - before[0], loop - before[1]
+
+
+async def step_counts(run: Run, *, reset: bool) -> dict[str, list[float]]:
+    """Zeroes (``reset``) or reads ``bench.steps``'s counts; ``{}`` when the server has none."""
+    path = run.server.steps_file
+    if path is None:
+        return {}
+    if reset:
+        os.kill(run.server.pid, signal.SIGUSR2)
+        return {}
+    path.unlink(missing_ok=True)
+    os.kill(run.server.pid, signal.SIGUSR1)
+    for _ in range(100):
+        if path.exists():
+            counts: dict[str, list[float]] = json.loads(path.read_text())
+            return counts
+        await asyncio.sleep(0.1)
+    raise BenchError(f"bench.steps wrote no counts to {path}: see {run.server.log}")
+
+
+def _per_turn(counts: dict[str, list[float]], turns: int) -> dict[str, dict[str, float]]:
+    return {
+        step: {"cpu_ms": seconds * 1000 / turns, "calls": calls / turns}
+        for step, (seconds, calls) in sorted(counts.items(), key=lambda item: -item[1][0])
+    }
 
 
 # --- Customers and conversations ----------------------------------------------------------------
@@ -196,10 +236,12 @@ async def sequential(run: Run, *, turns: int, floor: dict[str, float]) -> dict[s
     chats = await new_chats(run, turns)
     await asyncio.to_thread(pgstats.reset, run.pg)
     run.standin.control("POST", "reset")
-    cpu_before = cpu_seconds(run.server.pid)
+    await step_counts(run, reset=True)
+    cpu_before = server_cpu(run)
     results = [await chat.turn(timeout=run.timeout) for chat in chats]
     await asyncio.to_thread(pgstats.settle, run.pg, run.dbid)
-    cpu = cpu_seconds(run.server.pid) - cpu_before
+    cpu, loop = server_cpu_since(run, cpu_before)
+    steps = await step_counts(run, reset=False)
     statements = await asyncio.to_thread(pgstats.read, run.pg, run.dbid)
     await close_chats(chats)
     _require(results, "sequential turns", run.server)
@@ -216,6 +258,8 @@ async def sequential(run: Run, *, turns: int, floor: dict[str, float]) -> dict[s
         "frames_per_turn": statistics.mean(r.frames for r in results),
         "sql": statements.per_turn(len(results)),
         "cpu_ms_per_turn": cpu * 1000 / len(results),
+        "loop_cpu_ms_per_turn": loop * 1000 / len(results),
+        "steps": _per_turn(steps, len(results)),
     }
 
 
@@ -228,10 +272,10 @@ async def concurrent(run: Run, *, clients: int, turns_per_client: int) -> dict[s
         return [await chat.turn(timeout=run.timeout) for chat in group]
 
     own_before, standin_before = os.times(), cpu_seconds(run.standin.process.pid)
-    cpu_before, started = cpu_seconds(run.server.pid), time.perf_counter()
+    cpu_before, started = server_cpu(run), time.perf_counter()
     results = [r for group in await asyncio.gather(*map(client, groups)) for r in group]
     wall = time.perf_counter() - started
-    cpu = cpu_seconds(run.server.pid) - cpu_before
+    cpu, loop = server_cpu_since(run, cpu_before)
     own_after = os.times()
     standin_cpu = cpu_seconds(run.standin.process.pid) - standin_before
     await close_chats(chats)
@@ -242,6 +286,7 @@ async def concurrent(run: Run, *, clients: int, turns_per_client: int) -> dict[s
         "wall_s": wall,
         "turns_per_s": len(results) / wall,
         "cpu_ms_per_turn": cpu * 1000 / len(results),
+        "loop_cpu_ms_per_turn": loop * 1000 / len(results),
         "server_cores_busy": cpu / wall,
         "clients_cores_busy": (
             own_after.user + own_after.system - own_before.user - own_before.system
@@ -316,11 +361,12 @@ async def simultaneous(
     done = asyncio.Event()
     peak = asyncio.create_task(_peak_backends(run, done))
     try:
-        cpu_before, started = cpu_seconds(run.server.pid), time.perf_counter()
+        cpu_before, started = server_cpu(run), time.perf_counter()
         results = await asyncio.gather(*(chat.turn(timeout=run.timeout) for chat in chats))
         finished = [r.started + r.seconds for r in results if r.ok]
         wall = (max(finished) if finished else time.perf_counter()) - started
-        cpu, elapsed = cpu_seconds(run.server.pid) - cpu_before, time.perf_counter() - started
+        cpu, loop = server_cpu_since(run, cpu_before)
+        elapsed = time.perf_counter() - started
     finally:
         done.set()
         run.standin.control("POST", "config", {"latency_ms": 0.0, "stream_ms": 0.0})
@@ -339,6 +385,7 @@ async def simultaneous(
         "failed": len(failed),
         "problems": sorted({r.problem for r in lost + failed})[:5],
         "cpu_ms_per_turn": cpu * 1000 / len(results),
+        "loop_cpu_ms_per_turn": loop * 1000 / len(results),
         "server_cores_busy": cpu / elapsed,
         "peak_db_connections": await peak,
         "server_peak_rss_mb": peak_rss_mb(run.server.pid),

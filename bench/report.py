@@ -24,7 +24,11 @@ MEASURES: list[tuple[str, str, tuple[str, ...]]] = [
     ("fk", "2.   deferred FK checks", ("sequential", "sql", "fk_checks")),
     ("exec_ms", "2.   server-side execution (ms)", ("sequential", "sql", "server_exec_ms")),
     ("cpu_seq", "3. server CPU per turn, sequential (ms)", ("sequential", "cpu_ms_per_turn")),
+    ("loop_seq", "3.   of which on the event loop's thread (ms)",
+     ("sequential", "loop_cpu_ms_per_turn")),
     ("cpu_conc", "3. server CPU per turn, concurrent (ms)", ("concurrent", "cpu_ms_per_turn")),
+    ("loop_conc", "3.   of which on the event loop's thread (ms)",
+     ("concurrent", "loop_cpu_ms_per_turn")),
     ("turns_per_s", "3. turns/s one process completes", ("concurrent", "turns_per_s")),
     ("server_cores", "3.   server cores busy meanwhile", ("concurrent", "server_cores_busy")),
     ("wall_over_ideal", "4. simultaneous conversations: wall ÷ ideal",
@@ -33,6 +37,8 @@ MEASURES: list[tuple[str, str, tuple[str, ...]]] = [
     ("lost", "4. lost turns", ("simultaneous", "lost")),
     ("failed", "4. failed turns (wrong or refused reply)", ("simultaneous", "failed")),
     ("cpu_simultaneous", "4.   server CPU per turn (ms)", ("simultaneous", "cpu_ms_per_turn")),
+    ("loop_simultaneous", "4.     of which on the event loop's thread (ms)",
+     ("simultaneous", "loop_cpu_ms_per_turn")),
     ("cores_simultaneous", "4.   server cores busy meanwhile",
      ("simultaneous", "server_cores_busy")),
     ("peak_db", "4.   most database connections at once", ("simultaneous", "peak_db_connections")),
@@ -117,6 +123,23 @@ def render(report: dict[str, Any]) -> str:
         lines += [
             f"  {entry['calls_per_turn']:6.2f}  {entry['query'][:110]}"
             for entry in last["sequential"]["sql"]["top"]
+        ]
+    steps = next(
+        (
+            run["sequential"]["steps"]
+            for run in report["runs"]
+            if run.get("sequential", {}).get("steps")
+        ),
+        None,
+    )
+    if steps is not None:
+        lines += [
+            "",
+            "server CPU per sequential turn by step (bench.steps, first run; steps nest):",
+        ]
+        lines += [
+            f"  {entry['cpu_ms']:7.3f} ms  {entry['calls']:6.2f} calls  {step}"
+            for step, entry in steps.items()
         ]
     profile = next(
         (run["profile"] for run in report["runs"] if "samples" in run.get("profile", {})), None

@@ -40,9 +40,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process and all its threads, from /proc."""
-    with open(f"/proc/{pid}/stat") as stat:
+def cpu_seconds(pid: int, *, thread: int | None = None) -> float:
+    """User plus system CPU time of a process and all its threads, from /proc; with ``thread``,
+    of that thread only (the main thread's id is the process id)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path) as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     # fields[0] is the state (field 3 of stat(5)); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -258,6 +260,7 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    steps_file: Path | None = None  # run under bench.steps: where it writes its counts
 
     @property
     def pid(self) -> int:
@@ -270,13 +273,15 @@ def start_daphne(
     *,
     port: int,
     application: str = "anycompany.asgi:application",
+    steps: bool = False,
 ) -> Server:
-    """One daphne process serving the project (or ``application``) as the container image does.
+    """One daphne process serving the project (or ``application``) as the container image does;
+    with ``steps``, under ``bench.steps`` (which writes to ``env["BENCH_STEPS_FILE"]``).
     The caller stops it with ``stop_daphne`` (each run gets a fresh server)."""
     command = [
         sys.executable,
         "-m",
-        "daphne",
+        "bench.steps" if steps else "daphne",
         "-b",
         "127.0.0.1",
         "-p",
@@ -293,7 +298,7 @@ def start_daphne(
             stderr=out,
             start_new_session=True,
         )
-    server = Server(port, process, log)
+    server = Server(port, process, log, Path(env["BENCH_STEPS_FILE"]) if steps else None)
 
     def healthy() -> bool:
         url = f"http://127.0.0.1:{port}/healthz"
