@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 # module:qualified name. Every one must exist: a step renamed in the app fails the run here
@@ -70,24 +71,33 @@ def _timed[**P, R](function: Callable[P, R], step: str) -> Callable[P, R]:
     return timed
 
 
-def install(steps: tuple[str, ...] = STEPS) -> None:
-    """Wraps each step where it is defined and wherever a module imported it by name.
+def resolve(step: str) -> tuple[ModuleType, Any, str, Callable[..., Any]]:
+    """The module, the object holding the function (the module or a class), its name, and the
+    function of ``module:qualified.name``.
 
     Raises: ``LookupError`` for a step that does not exist or is not a plain function (a
     generator or coroutine would be timed only until its first pause).
     """
-    for step in steps:
-        module_name, _, qualified = step.partition(":")
-        module = importlib.import_module(module_name)
-        *path, name = qualified.split(".")
-        owner: Any = module
-        for part in path:
-            owner = getattr(owner, part, None)
-        function = getattr(owner, name, None)
-        if not inspect.isfunction(function):
-            raise LookupError(f"{step} is not a function any more: update bench/steps.py")
-        if inspect.isgeneratorfunction(function) or inspect.iscoroutinefunction(function):
-            raise LookupError(f"{step} pauses: its thread CPU cannot be timed by a wrapper")
+    module_name, _, qualified = step.partition(":")
+    module = importlib.import_module(module_name)
+    *path, name = qualified.split(".")
+    owner: Any = module
+    for part in path:
+        owner = getattr(owner, part, None)
+    function = getattr(owner, name, None)
+    if not inspect.isfunction(function):
+        raise LookupError(f"{step} is not a function any more: update bench/steps.py")
+    if inspect.isgeneratorfunction(function) or inspect.iscoroutinefunction(function):
+        raise LookupError(f"{step} pauses: its thread CPU cannot be timed by a wrapper")
+    return module, owner, name, function
+
+
+def install(steps: tuple[str, ...] = STEPS) -> None:
+    """Wraps each step where it is defined and wherever a module imported it by name.
+
+    Raises: ``LookupError`` (``resolve``), before anything is wrapped.
+    """
+    for step, (module, owner, name, function) in [(step, resolve(step)) for step in steps]:
         timed = _timed(function, step)
         setattr(owner, name, timed)
         if owner is not module:
