@@ -13,13 +13,13 @@ telemetry.configure()
 # Django must be set up before anything imports models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from anycompany.dbpool import database_pool_check  # noqa: E402
 from anycompany.logcontext import WebsocketLogContext  # noqa: E402
 from anycompany.websocket import OriginGate, refuse  # noqa: E402
+from chat.live.sessions import socket_auth_stack  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
 # Fails the start-up, naming the setting, when the pool exceeds what the database allows.
@@ -29,7 +29,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": OriginGate(
-            AuthMiddlewareStack(
+            socket_auth_stack(
                 WebsocketLogContext(
                     # Last, any other path: refused, instead of the router's error (HTTP 500).
                     # (cast: Django types re_path for views; Channels routes ASGI apps with it.)

@@ -153,7 +153,8 @@ def socket_ids(scope: Mapping[str, Any]) -> dict[str, object]:
 class WebsocketLogContext:
     """ASGI middleware: binds :func:`socket_ids` for the lifetime of each websocket connection.
 
-    Goes inside Channels' ``AuthMiddlewareStack`` so the user is already known.
+    Goes inside the auth middleware (``chat.live.sessions.socket_auth_stack``) so the user is
+    already known.
     """
 
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:

@@ -15,10 +15,14 @@ from datetime import datetime
 from importlib import import_module
 from typing import Any
 
+from channels.auth import AuthMiddleware
+from channels.db import database_sync_to_async
+from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.db import connection
 from django.http import HttpRequest
@@ -67,10 +71,41 @@ def session_check(
         and issubclass(store_class, DatabaseSessionStore)
     ):
         return _row_check(store_class, session_key, user_id, verified)
-    store = store_class(session_key)
+    store = _key_kept(store_class)(session_key)
     user = auth.get_user(_request(store)) if session_key else AnonymousUser()
     valid = user.is_authenticated and user.pk == user_id
     return _checked(store, user if valid else None, _expiry(store) if valid else None, None)
+
+
+class SocketAuthMiddleware(AuthMiddleware):
+    """Channels' ``AuthMiddleware`` with Django's own rules for the handshake's user.
+
+    Channels compares the session's auth hash with ``SECRET_KEY`` alone and flushes the session
+    when they differ. After a key rotation, every socket opened with a session signed under a
+    key of ``SECRET_KEY_FALLBACKS`` would then sign its customer out, which the fallbacks exist
+    to prevent. ``auth.get_user`` accepts those sessions, as every HTTP request does; the
+    socket's store keeps its key (``_key_kept``).
+    """
+
+    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+        session = scope["session"]
+        store: SessionBase = session._wrapped
+        # Nothing has read the store yet (Channels only made it): the same key, never moved.
+        session._wrapped = store = _key_kept(type(store))(store.session_key)
+        scope["user"]._wrapped = await database_sync_to_async(handshake_user)(store)
+
+
+def socket_auth_stack(inner: Any) -> CookieMiddleware:
+    """Channels' ``AuthMiddlewareStack`` with ``SocketAuthMiddleware``."""
+    return CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(inner)))
+
+
+def handshake_user(store: Any) -> AbstractBaseUser | AnonymousUser:
+    """The user a socket's session signs in, by Django's rules. Blocking."""
+    if not store.session_key:
+        return AnonymousUser()
+    user: AbstractBaseUser | AnonymousUser = auth.get_user(_request(store))
+    return user
 
 
 def _request(store: Any) -> HttpRequest:
@@ -154,13 +189,30 @@ def _session_sql(store_class: type[DatabaseSessionStore]) -> tuple[str, tuple[st
 
 
 @functools.cache
-def _read_store(store_class: type[DatabaseSessionStore]) -> Callable[[str, str], Any]:
-    class ReadStore(store_class):  # type: ignore[valid-type,misc]
-        """The session store, holding the data of the row already read rather than reading it
-        again (writes, such as the flush after a failed check, still go to the database)."""
+def _key_kept(store_class: type[Any]) -> type[Any]:
+    class KeyKept(store_class):
+        """The session store, never given a new key by a check.
+
+        After a ``SECRET_KEY`` rotation, ``auth.get_user`` accepts a session signed with a key of
+        ``SECRET_KEY_FALLBACKS`` and moves it to a new session key. Only an HTTP response can
+        hand the browser that key (its cookie), so a socket's check keeps the old one: the next
+        page load moves it, as for every other session.
+        """
 
         # Signed with a salt named after the class: this subclass must use its parent's.
         key_salt = store_class().key_salt
+
+        def cycle_key(self) -> None:
+            pass
+
+    return KeyKept
+
+
+@functools.cache
+def _read_store(store_class: type[DatabaseSessionStore]) -> Callable[[str, str], Any]:
+    class ReadStore(_key_kept(store_class)):  # type: ignore[misc]
+        """The session store, holding the data of the row already read rather than reading it
+        again (writes, such as the flush after a failed check, still go to the database)."""
 
         def __init__(self, session_key: str, session_data: str) -> None:
             super().__init__(session_key)

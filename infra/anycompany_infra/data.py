@@ -70,12 +70,24 @@ class DataStack(Stack):
                 password_length=64, exclude_punctuation=True
             ),
         )
-        acknowledge(
-            self.django_secret_key,
-            "AwsSolutions-SMG4",
-            "Rotating the Django signing key signs every user out, so it is rotated on purpose "
-            "by the documented runbook rather than on a timer.",
+        # Earlier keys Django still accepts for the sessions they signed, comma-separated, so
+        # that a rotation signs nobody out (SECRET_KEY_FALLBACKS). It starts as a random key that
+        # signed nothing: no fallback until the runbook puts the old SECRET_KEY here.
+        self.django_secret_key_fallbacks = secretsmanager.Secret(
+            self,
+            "DjangoSecretKeyFallbacks",
+            description="Earlier Django SECRET_KEYs still accepted, comma-separated (rotation).",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
         )
+        for secret in (self.django_secret_key, self.django_secret_key_fallbacks):
+            acknowledge(
+                secret,
+                "AwsSolutions-SMG4",
+                "The Django signing key is rotated on purpose by the documented runbook (the old "
+                "key moves to the fallbacks for the sessions it signed), not on a timer.",
+            )
 
         # --- PostgreSQL --------------------------------------------------------------------------
         self.database_security_group = ec2.SecurityGroup(
@@ -195,6 +207,11 @@ class DataStack(Stack):
         )
         CfnOutput(self, "DatabaseSecretArn", value=self.database_secret.secret_arn)
         CfnOutput(self, "DjangoSecretKeyArn", value=self.django_secret_key.secret_arn)
+        CfnOutput(
+            self,
+            "DjangoSecretKeyFallbacksArn",
+            value=self.django_secret_key_fallbacks.secret_arn,
+        )
         CfnOutput(self, "AssetsBucketName", value=self.assets_bucket.bucket_name)
 
         self.redis_url = (

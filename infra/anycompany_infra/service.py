@@ -125,6 +125,9 @@ class ServiceStack(Stack):
             "DB_USER": ecs.Secret.from_secrets_manager(db_secret, "username"),
             "DB_PASSWORD": ecs.Secret.from_secrets_manager(db_secret, "password"),
             "SECRET_KEY": ecs.Secret.from_secrets_manager(data.django_secret_key),
+            "SECRET_KEY_FALLBACKS": ecs.Secret.from_secrets_manager(
+                data.django_secret_key_fallbacks
+            ),
             "COGNITO_CLIENT_SECRET": ecs.Secret.from_secrets_manager(auth.client_secret),
         }
 

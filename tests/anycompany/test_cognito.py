@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.auth import get_user as channels_get_user
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth import BACKEND_SESSION_KEY
 from django.contrib.auth.models import User
@@ -22,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
 from anycompany.cognito import BACKEND_PATH
+from chat.live.sessions import handshake_user
 from orders.models import Customer
 from tests.anycompany.cognito_standin import (
     ALICE_SUB,
@@ -437,11 +436,10 @@ def test_a_deactivated_account_loses_its_session_and_cannot_sign_in_again(
 def test_the_websocket_sees_the_user_the_http_sign_in_created(cognito: CognitoStandIn) -> None:
     client = Client()
     sign_in(client, cognito)
-    # What AuthMiddlewareStack does for a websocket carrying the same session cookie.
-    scope = {"session": SessionStore(session_key=client.session.session_key)}
-    user = async_to_sync(channels_get_user)(scope)
+    # What the websocket's handshake does with the same session cookie.
+    user = handshake_user(SessionStore(session_key=client.session.session_key))
     assert user.is_authenticated
-    assert user.username == f"cognito.{ALICE_SUB}"
+    assert user.get_username() == f"cognito.{ALICE_SUB}"
 
 
 # --- Sign-in page, passwords and sign-out ---------------------------------------------------

@@ -59,11 +59,18 @@ def test_credentials_reach_the_container_as_secrets_never_as_environment(
 ) -> None:
     container = _container(synthesis, task)
     secrets = {item["Name"]: json.dumps(item["ValueFrom"]) for item in container["Secrets"]}
-    assert set(secrets) == {*DB_SECRET_FIELDS, "SECRET_KEY", "COGNITO_CLIENT_SECRET"}
+    assert set(secrets) == {
+        *DB_SECRET_FIELDS,
+        "SECRET_KEY",
+        "SECRET_KEY_FALLBACKS",
+        "COGNITO_CLIENT_SECRET",
+    }
     for name, field in DB_SECRET_FIELDS.items():
         assert "DatabaseSecret" in secrets[name]
         assert f":{field}::" in secrets[name]
     assert "DjangoSecretKey" in secrets["SECRET_KEY"]
+    assert "Fallbacks" not in secrets["SECRET_KEY"]
+    assert "DjangoSecretKeyFallbacks" in secrets["SECRET_KEY_FALLBACKS"]
     assert "WebClientSecret" in secrets["COGNITO_CLIENT_SECRET"]
     environment = _environment(container)
     assert not set(environment) & set(secrets)

@@ -83,6 +83,30 @@ async def test_signing_out_closes_the_sockets_of_that_session_only(
     await kept.close()
 
 
+def rotate_secret_key(settings: Any) -> None:
+    # What an operator does to rotate SECRET_KEY without signing anyone out.
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-rotated-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+async def test_after_the_secret_key_is_rotated_a_socket_opens_without_signing_anyone_out(
+    conversation: Conversation, alice_user: User, settings: Any
+) -> None:
+    client = await sync_to_async(signed_in)(alice_user)  # signed under the old key
+    key = client.cookies["sessionid"].value
+    rotate_secret_key(settings)
+
+    socket = await open_socket(client, conversation_path(conversation.pk))
+    await socket.send({"type": "ping"})
+    assert await socket.receive() == {"type": "pong"}
+    await socket.close()
+
+    # Channels' own check flushed the session here: the customer was signed out.
+    assert [s.session_key async for s in Session.objects.all()] == [key]
+    page = await sync_to_async(client.get)("/")
+    assert page.status_code == 200
+
+
 async def test_a_message_sent_after_the_session_ended_is_refused_and_not_stored(
     conversation: Conversation, alice_user: User
 ) -> None:
@@ -243,6 +267,31 @@ def test_with_sessions_outside_the_database_the_check_follows_the_store(
 
     client.logout()
     assert session_check(key, alice_user.pk).user is None
+
+
+@pytest.mark.parametrize("database", ["postgresql", "other"])
+def test_after_the_secret_key_is_rotated_the_check_accepts_the_session_and_keeps_its_key(
+    alice_user: User, settings: Any, monkeypatch: pytest.MonkeyPatch, database: str
+) -> None:
+    # An operator rotates SECRET_KEY and keeps the old one in SECRET_KEY_FALLBACKS so that nobody
+    # is signed out. Django's own rule then gives the session a new key, which only an HTTP
+    # response can hand the browser (a cookie). A socket cannot: its check must keep the key, or
+    # the browser's cookie names a deleted session and the customer is signed out after all.
+    client = signed_in(alice_user)
+    key = client.cookies["sessionid"].value
+    rotate_secret_key(settings)
+    if database == "other":
+        monkeypatch.setattr(connection, "vendor", "sqlite")
+
+    check = session_check(key, alice_user.pk)
+    again = session_check(key, alice_user.pk, verified=check.verified)
+
+    assert check.user == again.user == alice_user
+    assert list(Session.objects.values_list("session_key", flat=True)) == [key]
+    # The next page load is still signed in, and rotates the session there, with its cookie.
+    assert client.get("/").status_code == 200
+    assert client.cookies["sessionid"].value != key
+    assert session_check(client.cookies["sessionid"].value, alice_user.pk).user == alice_user
 
 
 # --- Staff sockets --------------------------------------------------------------------------------
