@@ -54,6 +54,18 @@ def test_a_missing_secret_key_is_named_at_start_up() -> None:
     assert "Set the environment variable SECRET_KEY." in result.stderr
 
 
+def test_earlier_secret_keys_are_read_from_the_environment_and_checked_like_the_key() -> None:
+    earlier = "an-earlier-production-key-with-plenty-of-entropy-0c4e7a1f9b3d5e8a2c6f"
+    check = ("check", "--deploy", "--fail-level", "WARNING")
+
+    strong = run_manage(*check, env={**PRODUCTION, "SECRET_KEY_FALLBACKS": earlier})
+    weak = run_manage(*check, env={**PRODUCTION, "SECRET_KEY_FALLBACKS": f"{earlier}, short"})
+
+    assert strong.returncode == 0, strong.stdout + strong.stderr
+    assert weak.returncode != 0
+    assert "SECRET_KEY_FALLBACKS[1]" in weak.stdout + weak.stderr
+
+
 def test_a_bad_boolean_is_named_at_start_up() -> None:
     result = run_manage("check", env={**PRODUCTION, "DEBUG": "maybe"})
     assert "DEBUG must be true or false (got 'maybe')." in result.stderr
