@@ -361,12 +361,14 @@ async def simultaneous(
     done = asyncio.Event()
     peak = asyncio.create_task(_peak_backends(run, done))
     try:
+        await step_counts(run, reset=True)
         cpu_before, started = server_cpu(run), time.perf_counter()
         results = await asyncio.gather(*(chat.turn(timeout=run.timeout) for chat in chats))
         finished = [r.started + r.seconds for r in results if r.ok]
         wall = (max(finished) if finished else time.perf_counter()) - started
         cpu, loop = server_cpu_since(run, cpu_before)
         elapsed = time.perf_counter() - started
+        steps = await step_counts(run, reset=False)
     finally:
         done.set()
         run.standin.control("POST", "config", {"latency_ms": 0.0, "stream_ms": 0.0})
@@ -386,6 +388,7 @@ async def simultaneous(
         "problems": sorted({r.problem for r in lost + failed})[:5],
         "cpu_ms_per_turn": cpu * 1000 / len(results),
         "loop_cpu_ms_per_turn": loop * 1000 / len(results),
+        "steps": _per_turn(steps, len(results)),
         "server_cores_busy": cpu / elapsed,
         "peak_db_connections": await peak,
         "server_peak_rss_mb": peak_rss_mb(run.server.pid),

@@ -124,23 +124,16 @@ def render(report: dict[str, Any]) -> str:
             f"  {entry['calls_per_turn']:6.2f}  {entry['query'][:110]}"
             for entry in last["sequential"]["sql"]["top"]
         ]
-    steps = next(
-        (
-            run["sequential"]["steps"]
-            for run in report["runs"]
-            if run.get("sequential", {}).get("steps")
-        ),
-        None,
-    )
-    if steps is not None:
-        lines += [
-            "",
-            "server CPU per sequential turn by step (bench.steps, first run; steps nest):",
-        ]
-        lines += [
-            f"  {entry['cpu_ms']:7.3f} ms  {entry['calls']:6.2f} calls  {step}"
-            for step, entry in steps.items()
-        ]
+    for key, what in (("sequential", "sequential turn"), ("simultaneous", "turn of row 4")):
+        steps = next(
+            (run[key]["steps"] for run in report["runs"] if run.get(key, {}).get("steps")), None
+        )
+        if steps is not None:
+            lines += ["", f"server CPU per {what} by step (bench.steps, first run; steps nest):"]
+            lines += [
+                f"  {entry['cpu_ms']:7.3f} ms  {entry['calls']:6.2f} calls  {step}"
+                for step, entry in steps.items()
+            ]
     profile = next(
         (run["profile"] for run in report["runs"] if "samples" in run.get("profile", {})), None
     )
