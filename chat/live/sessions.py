@@ -1,9 +1,12 @@
-"""A socket's session and user read again, as a request would read them (``session_check``).
+"""A socket's session and user, found at the handshake (``socket_auth_stack``) and read again
+before every action (``session_check``), as a request would find them.
 
-The answer (Django's own ``auth.get_user`` rules) is a function of two rows: the session's and
-its user's. With database sessions on PostgreSQL both are read in one statement on every check,
-and when both are exactly the ones the same socket last found valid (``Verified``), the signed
-session data is not decoded and the password's HMAC not computed again.
+The answer (Django's own ``auth.get_user`` rules, ``SECRET_KEY_FALLBACKS`` included) is a
+function of two rows: the session's and its user's. With database sessions on PostgreSQL both
+are read in one statement on every check, and when both are exactly the ones the same socket
+last found valid (``Verified``), the signed session data is not decoded and the password's HMAC
+not computed again. A socket never moves its session to a new key: only an HTTP response can
+hand the browser one (``_key_kept``).
 """
 
 from __future__ import annotations
