@@ -319,7 +319,7 @@ def app_server(*, runserver: bool = False, env: dict[str, str] | None = None) ->
             command, cwd=root, env=child_env, stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            _wait_until_serving(port, child, log)
+            wait_until_serving(port, child, lambda: _tail(log, 3000))
             yield port
         finally:
             child.terminate()
@@ -338,8 +338,13 @@ def database_url(database: dict[str, Any]) -> str:
     return f"postgres://{credentials}@{host}:{database.get('PORT') or 5432}/{database['NAME']}"
 
 
-def _wait_until_serving(port: int, child: subprocess.Popen[bytes], log: IO[bytes]) -> None:
-    deadline = time.monotonic() + 30
+def wait_until_serving(
+    port: int, child: subprocess.Popen[bytes], output: Callable[[], str], *, within: float = 90
+) -> None:
+    """Returns once the server on ``port`` answers its health check; raises with ``output()``
+    when ``child`` exits or ``within`` seconds pass. Generous: a loaded CI machine has taken over
+    30 s to import and start the app."""
+    deadline = time.monotonic() + within
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
@@ -347,7 +352,10 @@ def _wait_until_serving(port: int, child: subprocess.Popen[bytes], log: IO[bytes
                     return
         except OSError:
             if child.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                output = log.read().decode(errors="replace")[-3000:]
-                raise RuntimeError(f"the app server did not start:\n{output}") from None
+                raise RuntimeError(f"the app server did not start:\n{output()}") from None
             time.sleep(0.1)
+
+
+def _tail(log: IO[bytes], size: int) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")[-size:]

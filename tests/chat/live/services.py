@@ -11,12 +11,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from tests.chat.sockets import free_port
+from tests.chat.sockets import free_port, wait_until_serving
 
 
 def _wait_for_port(port: int, *, up: bool, within: float = 30) -> None:
@@ -155,17 +154,7 @@ class AppProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                url = f"http://127.0.0.1:{self.port}/healthz"
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the app server did not start:\n{self.output()}") from None
-                time.sleep(0.1)
+        wait_until_serving(self.port, self.process, self.output)
 
     def output(self) -> str:
         self.log.seek(0)
