@@ -62,24 +62,26 @@ class DataStack(Stack):
         )
 
         # --- Django's SECRET_KEY -----------------------------------------------------------------
-        self.django_secret_key = secretsmanager.Secret(
-            self,
+        # The fallbacks are earlier keys Django still accepts for the sessions they signed,
+        # comma-separated, so that a rotation signs nobody out (SECRET_KEY_FALLBACKS). They start
+        # as a random key that signed nothing: no fallback until the runbook moves the old key.
+        def random_key(construct_id: str, description: str) -> secretsmanager.Secret:
+            return secretsmanager.Secret(
+                self,
+                construct_id,
+                description=description,
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    password_length=64, exclude_punctuation=True
+                ),
+            )
+
+        self.django_secret_key = random_key(
             "DjangoSecretKey",
-            description="Django SECRET_KEY for AnyCompany Support (signs sessions, CSRF tokens).",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True
-            ),
+            "Django SECRET_KEY for AnyCompany Support (signs sessions, CSRF tokens).",
         )
-        # Earlier keys Django still accepts for the sessions they signed, comma-separated, so
-        # that a rotation signs nobody out (SECRET_KEY_FALLBACKS). It starts as a random key that
-        # signed nothing: no fallback until the runbook puts the old SECRET_KEY here.
-        self.django_secret_key_fallbacks = secretsmanager.Secret(
-            self,
+        self.django_secret_key_fallbacks = random_key(
             "DjangoSecretKeyFallbacks",
-            description="Earlier Django SECRET_KEYs still accepted, comma-separated (rotation).",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True
-            ),
+            "Earlier Django SECRET_KEYs still accepted, comma-separated (rotation).",
         )
         for secret in (self.django_secret_key, self.django_secret_key_fallbacks):
             acknowledge(
