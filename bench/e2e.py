@@ -108,8 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="PostgreSQL max_connections (300, as scripts/with-services)")  # fmt: skip
     add("--profile", nargs="?", const="", metavar="FILE", help="profile sequential turns with "
         "py-spy; FILE keeps the collapsed stacks (speedscope reads them)")  # fmt: skip
-    add("--steps", action="store_true", help="run the server under bench.steps and report its "
-        "CPU per step of the sequential turns (the wrappers cost ~1 µs a call)")  # fmt: skip
+    add("--steps", action="store_true", help="run the server under bench.steps: CPU per step "
+        "of the sequential turns and of row 4's (the wrappers cost ~1 µs a call)")  # fmt: skip
     add("--json", action="store_true", help="print the results as JSON on stdout")
     add("--logs", metavar="DIR", help="keep the server, PostgreSQL, Redis and stand-in logs here")
     args = parser.parse_args(argv)

@@ -51,7 +51,8 @@ STEPS = (
     "logging:Logger._log",
 )
 
-_lock = threading.Lock()
+# Re-entrant: the signal handlers run on the main thread, perhaps while its own step holds it.
+_lock = threading.RLock()
 _totals: dict[str, list[float]] = {}
 
 
