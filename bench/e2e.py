@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from itertools import cycle
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "py-spy; FILE keeps the collapsed stacks (speedscope reads them)")  # fmt: skip
     add("--steps", action="store_true", help="run the server under bench.steps: CPU per step "
         "of the sequential turns and of row 4's (the wrappers cost ~1 µs a call)")  # fmt: skip
+    add("--servers", type=int, default=1, help="daphne processes sharing the customers (1, as "
+        "the table asks); CPU rows add theirs up; --steps, --profile see the first")  # fmt: skip
     add("--json", action="store_true", help="print the results as JSON on stdout")
     add("--logs", metavar="DIR", help="keep the server, PostgreSQL, Redis and stand-in logs here")
     args = parser.parse_args(argv)
@@ -120,6 +123,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not rows <= {"1", "2", "3", "4", "5"}:
         parser.error("--rows takes numbers 1 to 5, e.g. --rows 1,2,3")
     args.rows = rows
+    if args.servers < 1:
+        parser.error("--servers takes 1 or more")
     if args.history % 2 or args.short_history % 2:
         parser.error("--history and --short-history must be even (turns store 2 or 4 messages)")
     if args.history - 2 * (args.history_turns - 1) < args.short_history:
@@ -147,9 +152,9 @@ def _start_server(env: dict[str, str], workdir: Path, name: str, *, steps: bool 
     )
 
 
-def _repoint(customers: list[Customer], port: int) -> None:
-    # Sessions live in the database, so they outlast a server restart.
-    for customer in customers:
+def _repoint(customers: list[Customer], ports: list[int]) -> None:
+    # Sessions live in the database, so they outlast a server restart and work on every server.
+    for customer, port in zip(customers, cycle(ports), strict=False):
         assert customer.browser is not None
         customer.browser.port = port
 
@@ -191,8 +196,11 @@ async def one_run(
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"load_before": load()}
     server = _start_server(env, workdir, f"server-run{number}", steps=args.steps)
+    others: list[Server] = []
     try:
-        _repoint(shared["customers"], server.port)
+        for n in range(1, args.servers):
+            others.append(_start_server(env, workdir, f"server-run{number}-{n}"))
+        _repoint(shared["customers"], [s.port for s in (server, *others)])
         run = Run(
             server=server,
             standin=shared["standin"],
@@ -201,6 +209,7 @@ async def one_run(
             customers=shared["customers"],
             bedrock=shared["bedrock"],
             timeout=args.timeout,
+            others=others,
         )
         run.standin.control(
             "POST",
@@ -273,9 +282,14 @@ async def one_run(
                 progress(f"run {number}: {key} failed: {str(error)[:300]}")
                 result[key] = {"error": str(error)[:2000]}
     finally:
-        stop_daphne(server)
+        for each in (server, *others):
+            stop_daphne(each)
     result["load_after"] = load()
     result["server_log"] = log_problems(server.log)
+    for other in others:
+        # One report for all of them: counts added up, the commonest messages of each.
+        for key, value in log_problems(other.log).items():
+            result["server_log"][key] += value
     return result
 
 

@@ -9,7 +9,7 @@ import signal
 import statistics
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import cycle
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,8 @@ class Run:
     customers: list[Customer]
     bedrock: Any  # the floor's boto3 client
     timeout: float
+    # More daphne processes sharing the customers (``--servers``); ``server`` is the first.
+    others: list[Server] = field(default_factory=list)
 
     def model_times(self) -> dict[str, dict[str, Any]]:
         """The stand-in's record per turn token: calls, model_ms, messages, tool_ok."""
@@ -93,10 +95,13 @@ class Run:
 
 
 def server_cpu(run: Run) -> tuple[float, float]:
-    """CPU seconds the server has used: in all, and on its event loop's thread (daphne's main
-    thread: sockets, frames, dispatch). The rest is the turns' worker threads."""
-    pid = run.server.pid
-    return cpu_seconds(pid), cpu_seconds(pid, thread=pid)
+    """CPU seconds the servers have used: in all, and on their event loop's threads (daphne's
+    main thread: sockets, frames, dispatch). The rest is the turns' worker threads."""
+    pids = [server.pid for server in (run.server, *run.others)]
+    return (
+        sum(cpu_seconds(pid) for pid in pids),
+        sum(cpu_seconds(pid, thread=pid) for pid in pids),
+    )
 
 
 def server_cpu_since(run: Run, before: tuple[float, float]) -> tuple[float, float]:
@@ -299,11 +304,11 @@ async def concurrent(run: Run, *, clients: int, turns_per_client: int) -> dict[s
 
 async def _measure_turns(run: Run, chats: list[Chat], *, repeats: int) -> dict[str, Any]:
     histories, results = [], []
-    cpu_before = cpu_seconds(run.server.pid)
+    cpu_before = server_cpu(run)
     for chat in chats:
         histories.append(chat.history)
         results.append(await chat.turn(timeout=run.timeout))
-    cpu = cpu_seconds(run.server.pid) - cpu_before
+    cpu, _ = server_cpu_since(run, cpu_before)
     _require(results, "history turns", run.server)
     model = run.model_times()
     floor = await floor_ms(run, results[-1].token, repeats)
