@@ -75,7 +75,7 @@ def session_check(
     ):
         return _row_check(store_class, session_key, user_id, verified)
     store = _key_kept(store_class)(session_key)
-    user = auth.get_user(_request(store)) if session_key else AnonymousUser()
+    user = session_user(store)
     valid = user.is_authenticated and user.pk == user_id
     return _checked(store, user if valid else None, _expiry(store) if valid else None, None)
 
@@ -95,7 +95,7 @@ class SocketAuthMiddleware(AuthMiddleware):
         store: SessionBase = session._wrapped
         # Nothing has read the store yet (Channels only made it): the same key, never moved.
         session._wrapped = store = _key_kept(type(store))(store.session_key)
-        scope["user"]._wrapped = await database_sync_to_async(handshake_user)(store)
+        scope["user"]._wrapped = await database_sync_to_async(session_user)(store)
 
 
 def socket_auth_stack(inner: Any) -> CookieMiddleware:
@@ -103,8 +103,9 @@ def socket_auth_stack(inner: Any) -> CookieMiddleware:
     return CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(inner)))
 
 
-def handshake_user(store: Any) -> AbstractBaseUser | AnonymousUser:
-    """The user a socket's session signs in, by Django's rules. Blocking."""
+def session_user(store: Any) -> AbstractBaseUser | AnonymousUser:
+    """The user ``store`` signs in, by Django's rules (at the handshake and in each check).
+    Blocking."""
     if not store.session_key:
         return AnonymousUser()
     user: AbstractBaseUser | AnonymousUser = auth.get_user(_request(store))
@@ -161,7 +162,7 @@ def _row_check(
     if verified == Verified(session_data, user_row):
         known = auth.get_user_model().from_db(connection.alias, attnames, user_row)
         return _checked(store, known, expires_at, verified)
-    user = auth.get_user(_request(store))
+    user = session_user(store)
     if not (user.is_authenticated and user.pk == user_id):
         return _checked(store, None, None, None)
     # The row as the check read it (through the ORM, perhaps a moment after the statement):

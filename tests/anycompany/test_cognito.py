@@ -20,7 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
 from anycompany.cognito import BACKEND_PATH
-from chat.live.sessions import handshake_user
+from chat.live.sessions import session_user
 from orders.models import Customer
 from tests.anycompany.cognito_standin import (
     ALICE_SUB,
@@ -437,7 +437,7 @@ def test_the_websocket_sees_the_user_the_http_sign_in_created(cognito: CognitoSt
     client = Client()
     sign_in(client, cognito)
     # What the websocket's handshake does with the same session cookie.
-    user = handshake_user(SessionStore(session_key=client.session.session_key))
+    user = session_user(SessionStore(session_key=client.session.session_key))
     assert user.is_authenticated
     assert user.get_username() == f"cognito.{ALICE_SUB}"
 
